@@ -1,0 +1,133 @@
+// CPU reference attention (forward and backward), f64 accumulation. Grouped-query heads: query
+// head h reads key/value head h / (Hq / Hkv). Causal masking is bottom-right aligned: query i may
+// see key j when j <= i + (Tk - Tq), which covers KV-cache decode and a visible prefix.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/cpu/cpu_common.h"
+
+namespace lloco::cpu_impl {
+
+namespace {
+
+struct Geometry {
+  int64_t B, Hq, Hkv, Tq, Tk, D, group, causal_offset;
+};
+
+Geometry geometry(const TensorRef& q, const TensorRef& k) {
+  Geometry g{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], 0, 0};
+  g.group = g.Hq / g.Hkv;
+  g.causal_offset = g.Tk - g.Tq;
+  return g;
+}
+
+inline double at(const TensorRef& r, int64_t b, int64_t h, int64_t t, int64_t d) {
+  return load(r.data, r.dtype, b * r.strides[0] + h * r.strides[1] + t * r.strides[2] + d * r.strides[3]);
+}
+
+// Raw scores (scaled + mask) of query row i against all keys; -inf where masked.
+void scores_row(std::vector<double>& s, const TensorRef& q, const TensorRef& k, const TensorRef& mask,
+                const AttentionParams& p, const Geometry& g, int64_t b, int64_t h, int64_t i) {
+  const int64_t hk = h / g.group;
+  for (int64_t j = 0; j < g.Tk; ++j) {
+    if (p.causal && j > i + g.causal_offset) {
+      s[j] = -std::numeric_limits<double>::infinity();
+      continue;
+    }
+    double dot = 0.0;
+    for (int64_t d = 0; d < g.D; ++d) dot += at(q, b, h, i, d) * at(k, b, hk, j, d);
+    s[j] = dot * p.scale;
+    if (mask.data) s[j] += at(mask, b, h, i, j);
+  }
+}
+
+}  // namespace
+
+void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
+                   const AttentionParams& p) {
+  const Geometry g = geometry(q, k);
+#pragma omp parallel
+  {
+    std::vector<double> s(static_cast<size_t>(g.Tk)), acc(static_cast<size_t>(g.D));
+#pragma omp for collapse(3) schedule(static)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t h = 0; h < g.Hq; ++h)
+        for (int64_t i = 0; i < g.Tq; ++i) {
+          scores_row(s, q, k, mask, p, g, b, h, i);
+          double mx = -std::numeric_limits<double>::infinity();
+          for (double x : s) mx = std::max(mx, x);
+          const int64_t lo = b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2];
+          std::fill(acc.begin(), acc.end(), 0.0);
+          double l = -std::numeric_limits<double>::infinity();
+          if (mx > -std::numeric_limits<double>::infinity()) {  // fully masked rows output zeros
+            double sum = 0.0;
+            for (int64_t j = 0; j < g.Tk; ++j) {
+              const double w = std::exp(s[j] - mx);
+              sum += w;
+              for (int64_t d = 0; d < g.D; ++d) acc[d] += w * at(v, b, h / g.group, j, d);
+            }
+            for (double& a : acc) a /= sum;
+            l = mx + std::log(sum);
+          }
+          store(lse.data, lse.dtype, lo, l);
+          for (int64_t d = 0; d < g.D; ++d)
+            store(out.data, out.dtype,
+                  b * out.strides[0] + h * out.strides[1] + i * out.strides[2] + d * out.strides[3], acc[d]);
+        }
+  }
+}
+
+void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                   TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p) {
+  const Geometry g = geometry(q, k);
+  // One task per (batch, kv head): it owns dk/dv of that head, so no races between threads.
+#pragma omp parallel
+  {
+    std::vector<double> s(static_cast<size_t>(g.Tk)), dqrow(static_cast<size_t>(g.D));
+    std::vector<double> dkacc, dvacc;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t hk = 0; hk < g.Hkv; ++hk) {
+        dkacc.assign(static_cast<size_t>(g.Tk * g.D), 0.0);
+        dvacc.assign(static_cast<size_t>(g.Tk * g.D), 0.0);
+        for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
+          for (int64_t i = 0; i < g.Tq; ++i) {
+            scores_row(s, q, k, mask, p, g, b, h, i);
+            const double l = load(lse.data, lse.dtype, b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2]);
+            double delta = 0.0;  // sum_d dO * O
+            for (int64_t d = 0; d < g.D; ++d) delta += at(dout, b, h, i, d) * at(out, b, h, i, d);
+            std::fill(dqrow.begin(), dqrow.end(), 0.0);
+            if (l > -std::numeric_limits<double>::infinity()) {
+              for (int64_t j = 0; j < g.Tk; ++j) {
+                const double pij = std::exp(s[j] - l);
+                if (pij == 0.0) continue;
+                double dp = 0.0;
+                for (int64_t d = 0; d < g.D; ++d) {
+                  const double go = at(dout, b, h, i, d);
+                  dvacc[j * g.D + d] += pij * go;
+                  dp += go * at(v, b, hk, j, d);
+                }
+                const double ds = pij * (dp - delta) * p.scale;
+                for (int64_t d = 0; d < g.D; ++d) {
+                  dqrow[d] += ds * at(k, b, hk, j, d);
+                  dkacc[j * g.D + d] += ds * at(q, b, h, i, d);
+                }
+              }
+            }
+            for (int64_t d = 0; d < g.D; ++d)
+              store(dq.data, dq.dtype, b * dq.strides[0] + h * dq.strides[1] + i * dq.strides[2] + d * dq.strides[3],
+                    dqrow[d]);
+          }
+        for (int64_t j = 0; j < g.Tk; ++j)
+          for (int64_t d = 0; d < g.D; ++d) {
+            store(dk.data, dk.dtype, b * dk.strides[0] + hk * dk.strides[1] + j * dk.strides[2] + d * dk.strides[3],
+                  dkacc[j * g.D + d]);
+            store(dv.data, dv.dtype, b * dv.strides[0] + hk * dv.strides[1] + j * dv.strides[2] + d * dv.strides[3],
+                  dvacc[j * g.D + d]);
+          }
+      }
+  }
+}
+
+}  // namespace lloco::cpu_impl

@@ -1,0 +1,104 @@
+// CPU matmul through Eigen: out [B, M, N] = a [B, M, K] @ b [B, K, N]. Operands with a unit inner
+// or outer stride are mapped in place (row- or column-major), so transposed views cost no copy.
+// Eigen's GEMM uses OpenMP threads; batches run in parallel instead when there are enough of them.
+#include <Eigen/Core>
+#include <vector>
+
+#include "core/cpu/cpu_common.h"
+
+namespace lloco::cpu_impl {
+
+namespace {
+
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using Stride = Eigen::OuterStride<>;
+
+// 2-D operand: rows x cols with strides (rs, cs) in elements.
+template <typename T>
+struct Operand {
+  const T* ptr;
+  int64_t rows, cols, rs, cs;
+};
+
+template <typename T, typename Dst>
+void gemm_into(Dst&& dst, const Operand<T>& a, const Operand<T>& b) {
+  auto run = [&](const auto& A) {
+    if (b.cs == 1 && b.rs >= b.cols) {
+      dst.noalias() = A * Eigen::Map<const RowMat<T>, 0, Stride>(b.ptr, b.rows, b.cols, Stride(b.rs));
+    } else if (b.rs == 1 && b.cs >= b.rows) {
+      dst.noalias() = A * Eigen::Map<const ColMat<T>, 0, Stride>(b.ptr, b.rows, b.cols, Stride(b.cs));
+    } else {
+      ColMat<T> B(b.rows, b.cols);
+      for (int64_t i = 0; i < b.rows; ++i)
+        for (int64_t j = 0; j < b.cols; ++j) B(i, j) = b.ptr[i * b.rs + j * b.cs];
+      dst.noalias() = A * B;
+    }
+  };
+  if (a.cs == 1 && a.rs >= a.cols) {
+    run(Eigen::Map<const RowMat<T>, 0, Stride>(a.ptr, a.rows, a.cols, Stride(a.rs)));
+  } else if (a.rs == 1 && a.cs >= a.rows) {
+    run(Eigen::Map<const ColMat<T>, 0, Stride>(a.ptr, a.rows, a.cols, Stride(a.cs)));
+  } else {
+    RowMat<T> A(a.rows, a.cols);
+    for (int64_t i = 0; i < a.rows; ++i)
+      for (int64_t j = 0; j < a.cols; ++j) A(i, j) = a.ptr[i * a.rs + j * a.cs];
+    run(A);
+  }
+}
+
+// Native-type GEMM for f32 / f64 (out is contiguous, allocated by the op).
+template <typename T>
+void gemm_native(TensorRef out, TensorRef a, TensorRef b) {
+  const int64_t B = out.shape[0], M = out.shape[1], N = out.shape[2], K = a.shape[2];
+  auto batch = [&](int64_t i) {
+    Operand<T> A{static_cast<const T*>(a.data) + i * a.strides[0], M, K, a.strides[1], a.strides[2]};
+    Operand<T> Bm{static_cast<const T*>(b.data) + i * b.strides[0], K, N, b.strides[1], b.strides[2]};
+    Eigen::Map<RowMat<T>, 0, Stride> C(static_cast<T*>(out.data) + i * out.strides[0], M, N, Stride(out.strides[1]));
+    if (K == 0) {
+      C.setZero();
+      return;
+    }
+    gemm_into<T>(C, A, Bm);
+  };
+  if (B >= omp_get_max_threads() && B > 1) {
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < B; ++i) batch(i);
+  } else {
+    for (int64_t i = 0; i < B; ++i) batch(i);
+  }
+}
+
+// Half types: widen to contiguous f32, multiply, round once on store (f32 accumulation, as on GPUs).
+TensorRef widen(TensorRef r, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(r.numel()));
+  for (int64_t i = 0; i < r.numel(); ++i) buf[i] = static_cast<float>(load(r.data, r.dtype, offset_of(r, i)));
+  TensorRef w = r;
+  w.data = buf.data();
+  w.dtype = DType::F32;
+  int64_t acc = 1;
+  for (int d = r.ndim - 1; d >= 0; --d) {
+    w.strides[d] = acc;
+    acc *= r.shape[d];
+  }
+  return w;
+}
+
+}  // namespace
+
+void matmul(TensorRef out, TensorRef a, TensorRef b) {
+  if (out.dtype == DType::F32 && a.dtype == DType::F32 && b.dtype == DType::F32) return gemm_native<float>(out, a, b);
+  if (out.dtype == DType::F64 && a.dtype == DType::F64 && b.dtype == DType::F64) return gemm_native<double>(out, a, b);
+  std::vector<float> abuf, bbuf, obuf;
+  TensorRef wa = widen(a, abuf), wb = widen(b, bbuf);
+  TensorRef wo = out;
+  obuf.resize(static_cast<size_t>(out.numel()));
+  wo.data = obuf.data();
+  wo.dtype = DType::F32;
+  gemm_native<float>(wo, wa, wb);
+  for (int64_t i = 0; i < out.numel(); ++i) store(out.data, out.dtype, offset_of(out, i), obuf[i]);
+}
+
+}  // namespace lloco::cpu_impl
