@@ -7,10 +7,14 @@
 
 namespace lloco::composed {
 
+// Statistics in f32 (f64 for f64 inputs), as the fused kernels keep them.
+static DType acc_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
+
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  Tensor xf = x.to(DType::F32);
+  const DType acc = acc_dtype(x.dtype());
+  Tensor xf = x.to(acc);
   Tensor inv = rsqrt(add(mean(square(xf), {-1}, true), eps));
-  return mul(mul(xf, inv), weight.to(DType::F32)).to(x.dtype());
+  return mul(mul(xf, inv), weight.to(acc)).to(x.dtype());
 }
 
 Tensor rope(const Tensor& x, const RopeTables& tables, RopeStyle style) {
@@ -51,11 +55,12 @@ Tensor attention(const Tensor& q, const Tensor& k_in, const Tensor& v_in, const 
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  Tensor logp = log_softmax(logits.to(DType::F32), -1);
-  Tensor tf = targets.to(DType::F32);
-  Tensor ignore = full({}, static_cast<double>(ignore_index), DType::F32, logits.device());
+  const DType acc = acc_dtype(logits.dtype());
+  Tensor logp = log_softmax(logits.to(acc), -1);
+  Tensor tf = targets.to(acc);
+  Tensor ignore = full({}, static_cast<double>(ignore_index), acc, logits.device());
   Tensor valid = compare(BinaryOp::Ne, tf, ignore);
-  Tensor safe = where(valid, tf, zeros({}, DType::F32, logits.device())).to(targets.dtype());
+  Tensor safe = where(valid, tf, zeros({}, acc, logits.device())).to(targets.dtype());
   Tensor picked = gather(logp, 1, safe.unsqueeze(1)).squeeze(1);
   return div(neg(sum(mul(picked, valid))), sum(valid));
 }

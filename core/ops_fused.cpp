@@ -8,6 +8,9 @@ namespace lloco {
 
 using namespace detail;
 
+// Saved statistics (rstd, log-sum-exp) are f32, or f64 for f64 inputs so gradient checks stay exact.
+static DType stats_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
+
 // Backward through the composed fallback: recompute it on detached leaves, then backprop.
 static std::vector<Tensor> fallback_backward(const std::function<Tensor(const std::vector<Tensor>&)>& fallback,
                                              const std::vector<Tensor>& saved, const Tensor& g) {
@@ -39,11 +42,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   const int64_t D = weight.size(0);
   Tensor x2 = x.detach().contiguous().reshape({-1, D});
   Tensor out = empty(x2.shape(), x.dtype(), x.device());
-  Tensor rstd = empty({x2.size(0)}, DType::F32, x.device());
-  if (out.numel() > 0)
-    backend_of(x).rms_norm_fwd(to_ref(out), to_ref(rstd), to_ref(x2), to_ref(weight.detach()), eps, stream_of(x));
+  Tensor rstd = empty({x2.size(0)}, stats_dtype(x.dtype()), x.device());
+  Tensor w = weight.detach().contiguous();
+  if (out.numel() > 0) backend_of(x).rms_norm_fwd(to_ref(out), to_ref(rstd), to_ref(x2), to_ref(w), eps, stream_of(x));
   out = out.view(x.shape());
-  Tensor w = weight.detach();
   Shape shape = x.shape();
   return record(out, "rms_norm", {x, weight}, [x2, w, rstd, eps, shape](const Tensor& g) {
     Backend& be = backend_of(x2);
@@ -171,7 +173,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   Tensor q = in.q.contiguous(), k = in.k.contiguous(), v = in.v.contiguous();
   const Shape out_shape{q.size(0), q.size(1), q.size(2), q.size(3)};
   Tensor out = empty(out_shape, q.dtype(), q.device());
-  Tensor lse = empty({q.size(0), q.size(1), q.size(2)}, DType::F32, q.device());
+  Tensor lse = empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q.dtype()), q.device());
   if (out.numel() > 0)
     backend_of(q).attention_fwd(to_ref(out), to_ref(lse), to_ref(q.detach()), to_ref(k.detach()),
                                 to_ref(v.detach()), to_ref(in.mask), in.params, stream_of(q));
@@ -215,8 +217,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                   " out of range for ", logits.size(1), " classes");
   Tensor l = logits.detach().contiguous(), tg = targets.detach().contiguous();
   const int64_t N = l.size(0);
-  Tensor rows = empty({N}, DType::F32, l.device());
-  Tensor lse = empty({N}, DType::F32, l.device());
+  const DType acc = stats_dtype(l.dtype());  // loss in f32 (f64 for f64 logits), as training wants
+  Tensor rows = empty({N}, acc, l.device());
+  Tensor lse = empty({N}, acc, l.device());
   if (N > 0) backend_of(l).cross_entropy_fwd(to_ref(rows), to_ref(lse), to_ref(l), to_ref(tg), ignore_index, stream_of(l));
   rows = record(rows, "cross_entropy", {logits}, [l, tg, lse, ignore_index](const Tensor& g) {
     Backend& be = backend_of(l);
@@ -227,7 +230,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     return std::vector<Tensor>{dl};
   });
   // torch semantics: mean over non-ignored rows (NaN when every row is ignored).
-  Tensor valid = compare(BinaryOp::Ne, tg.to(DType::F32), full({}, static_cast<double>(ignore_index), DType::F32, l.device()));
+  Tensor valid = compare(BinaryOp::Ne, tg.to(acc), full({}, static_cast<double>(ignore_index), acc, l.device()));
   return div(sum(rows), sum(valid));
 }
 
