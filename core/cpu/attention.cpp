@@ -47,7 +47,7 @@ void scores_row(std::vector<double>& s, const TensorRef& q, const TensorRef& k, 
 void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
                    const AttentionParams& p) {
   const Geometry g = geometry(q, k);
-#pragma omp parallel
+#pragma omp parallel if (q.numel() * k.shape[2] > kGrain)
   {
     std::vector<double> s(static_cast<size_t>(g.Tk)), acc(static_cast<size_t>(g.D));
 #pragma omp for collapse(3) schedule(static)
@@ -82,7 +82,7 @@ void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, Ten
                    TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p) {
   const Geometry g = geometry(q, k);
   // One task per (batch, kv head): it owns dk/dv of that head, so no races between threads.
-#pragma omp parallel
+#pragma omp parallel if (q.numel() * k.shape[2] > kGrain)
   {
     std::vector<double> s(static_cast<size_t>(g.Tk)), dqrow(static_cast<size_t>(g.D));
     std::vector<double> dkacc, dvacc;

@@ -50,8 +50,8 @@ inline bool is_contiguous(const TensorRef& r) {
   return true;
 }
 
-// Elements per parallel chunk: small tensors stay on one thread.
-constexpr int64_t kGrain = 1 << 14;
+// Elements per parallel chunk: below this, fork/join costs more than the work saves.
+constexpr int64_t kGrain = 1 << 16;
 
 // Calls f(i, offsets) for every element i (row-major over `shape`) with the element offset of each
 // of the N refs, which all share `shape` (strides may differ, including 0 for broadcast).

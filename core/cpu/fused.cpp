@@ -61,7 +61,7 @@ void rms_norm_fwd(TensorRef out, TensorRef rstd, TensorRef x, TensorRef weight, 
 void rms_norm_bwd(TensorRef dx, TensorRef dweight, TensorRef dy, TensorRef x, TensorRef weight, TensorRef rstd) {
   const int64_t N = x.shape[0], D = x.shape[1];
   std::vector<double> dw(static_cast<size_t>(D), 0.0);
-#pragma omp parallel
+#pragma omp parallel if (N * D > kGrain)
   {
     std::vector<double> local(static_cast<size_t>(D), 0.0);
 #pragma omp for schedule(static)
