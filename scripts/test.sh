@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up, build and run the whole test suite (CTest). CUDA tests skip with a message without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh "$@"
+ctest --test-dir "${LLOCO_BUILD_DIR:-build}" --output-on-failure --parallel "${LLOCO_JOBS:-$(nproc)}" --timeout 900
