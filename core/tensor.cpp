@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <sstream>
+#include <type_traits>
 
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -305,6 +306,16 @@ double Tensor::item() const {
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
+  if constexpr (std::is_integral_v<T>) {  // integers never pass through double (exact above 2^53)
+    if (dtype_is_int(dtype_)) {
+      Tensor host = to(cpu()).contiguous();
+      std::vector<T> out(static_cast<size_t>(numel()));
+      for (size_t i = 0; i < out.size(); ++i)
+        out[i] = dtype_ == DType::I64 ? static_cast<T>(static_cast<const int64_t*>(host.data_ptr())[i])
+                                      : static_cast<T>(static_cast<const int32_t*>(host.data_ptr())[i]);
+      return out;
+    }
+  }
   Tensor host = to(cpu()).to(DType::F64).contiguous();
   const double* p = static_cast<const double*>(host.data_ptr());
   std::vector<T> out(static_cast<size_t>(numel()));
@@ -397,6 +408,16 @@ template <typename T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, DType dtype, Device device) {
   LLOCO_CHECK_EQ(static_cast<int64_t>(values.size()), shape_numel(shape), "from_vector",
                  "value count vs shape " + shape_str(shape));
+  if constexpr (std::is_integral_v<T>) {  // exact for 64-bit values
+    if (dtype == DType::I64 || dtype == DType::I32) {
+      Tensor out = empty(shape, dtype, cpu());
+      for (size_t i = 0; i < values.size(); ++i) {
+        if (dtype == DType::I64) static_cast<int64_t*>(out.data_ptr())[i] = static_cast<int64_t>(values[i]);
+        else static_cast<int32_t*>(out.data_ptr())[i] = static_cast<int32_t>(values[i]);
+      }
+      return out.to(device);
+    }
+  }
   Tensor host = empty(shape, DType::F64, cpu());
   double* p = static_cast<double*>(host.data_ptr());
   for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<double>(values[i]);

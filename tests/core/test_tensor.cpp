@@ -67,6 +67,11 @@ TEST(Tensor, HalfConversionsRoundToNearestEven) {
   EXPECT_EQ(x.to(DType::BF16).to(DType::F32).to_vector<float>(), (std::vector<float>{1.5f, -2.25f, 0.00099945068359375f}));
 }
 
+TEST(Tensor, LargeIntegersRoundTripExactly) {
+  std::vector<int64_t> v{9007199254740993LL, -9007199254740995LL, INT64_MAX};
+  EXPECT_EQ(from_vector<int64_t>(v, {3}, DType::I64).to_vector<int64_t>(), v);
+}
+
 TEST(Tensor, PhiloxMatchesKnownAnswer) {
   // Known-answer vectors of Philox4x32-10 (Random123 kat_vectors).
   Philox4 z = philox4x32_10(0, 0, 0, 0, 0, 0);
