@@ -42,7 +42,7 @@ say "nvcc:  $(nvcc --version 2>/dev/null | tail -1)"
 say "cmake: $(cmake --version | head -1); c++: $(c++ --version 2>/dev/null | head -1); generator: $GEN; archs: $ARCHS"
 
 # ---- build ---------------------------------------------------------------------------------------
-TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator)
+TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table)
 BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench)
 t0=$(date +%s)
 {
@@ -89,6 +89,7 @@ if [[ "${GPU_CHECK_BENCH:-1}" != 0 ]]; then
     timeout 240 "$bin" --benchmark_out="$OUT_DIR/$b.json" --benchmark_out_format=json >> "$OUT_DIR/tests.log" 2>&1 ||
       echo "$b failed or timed out" >> "$TMP/bench_fail"
   done
+  say "benchmarks: done in $(( $(date +%s) - t0 )) s since start"
 fi
 
 # ---- summary table -------------------------------------------------------------------------------
@@ -142,6 +143,11 @@ sys.exit(1 if bad else 0)
 PY
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 [[ -f $TMP/bench_fail ]] && status=1
+if grep -q ": Failure" "$OUT_DIR/tests.log"; then
+  say ""
+  say "== first test failures (full output in tests.log)"
+  grep -A4 ": Failure" "$OUT_DIR/tests.log" | head -60 | tee -a "$SUMMARY"
+fi
 grep -q "rc=9" "$TMP/sanitizer_rc" 2>/dev/null && status=1
 rm -rf "$TMP"
 exit $status
