@@ -20,6 +20,26 @@ Backend& backend_for(DeviceType type) {
   return *b;
 }
 
+// Kernels added after the first backends: a backend that lacks one says so by name.
+static void missing_kernel(const Backend& b, const char* kernel) {
+  LLOCO_CHECK(false, kernel, "backend '", b.name(), "' has no ", kernel, " kernel");
+}
+void Backend::attention_varlen_fwd(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef,
+                                   const VarlenParams&, const AttentionParams&, Stream) {
+  missing_kernel(*this, "attention_varlen_fwd");
+}
+void Backend::attention_varlen_bwd(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef,
+                                   TensorRef, TensorRef, TensorRef, TensorRef, const VarlenParams&,
+                                   const AttentionParams&, Stream) {
+  missing_kernel(*this, "attention_varlen_bwd");
+}
+void Backend::lora_matmul(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, const LoraMatmulParams&, Stream) {
+  missing_kernel(*this, "lora_matmul");
+}
+void Backend::lora_weight_grad(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, double, Stream) {
+  missing_kernel(*this, "lora_weight_grad");
+}
+
 void register_backend(DeviceType type, Backend* backend) { g_backends[static_cast<int>(type)] = backend; }
 
 bool backend_available(DeviceType type) {

@@ -48,6 +48,24 @@ struct AttentionParams {
   bool causal = false;  // bottom-right aligned: query i sees keys j <= i + (Tk - Tq)
 };
 
+// Packed variable-length batches (flash-attention's cu_seqlens): sequence b owns rows
+// cu_q[b] .. cu_q[b+1] of q and cu_k[b] .. cu_k[b+1] of k/v. cu_q/cu_k are [B + 1] i32 on the
+// tensors' device, starting at 0 and non-decreasing; max_q/max_k are the longest lengths (they size
+// the GPU grid; the op computes them on the host).
+struct VarlenParams {
+  int64_t batch = 0;
+  int64_t max_q = 0, max_k = 0;
+};
+
+// Multi-adapter LoRA matmul (punica's SGMV/BGMV). Rows of x are assigned to adapters either by
+// segment (indptr [S + 1] i32 row offsets, adapter [S] i32) or, when indptr.data == nullptr, per row
+// (adapter [N] i32). An adapter id < 0 means "no adapter" for those rows.
+struct LoraMatmulParams {
+  double scale = 1.0;
+  bool transpose_w = true;  // true: w [L, O, I], y = x @ w[a]^T; false: w [L, I, O], y = x @ w[a]
+  bool accumulate = false;  // y += ... instead of y = ... (rows without adapter: untouched / zero)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -112,6 +130,24 @@ class Backend {
   virtual void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q,
                              TensorRef k, TensorRef v, TensorRef mask, TensorRef out, TensorRef lse,
                              const AttentionParams& p, Stream s) = 0;
+  // q [Nq, Hq, D], k/v [Nk, Hkv, D] (last dim contiguous) -> out [Nq, Hq, D], lse [Hq, Nq] f32.
+  // Rows of q beyond cu_q[B] are left untouched.
+  virtual void attention_varlen_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v,
+                                    TensorRef cu_q, TensorRef cu_k, const VarlenParams& vp,
+                                    const AttentionParams& p, Stream s);
+  // dq/dk/dv overwrite (rows outside every sequence are zeroed); dk/dv sum over the group's heads.
+  virtual void attention_varlen_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q,
+                                    TensorRef k, TensorRef v, TensorRef out, TensorRef lse, TensorRef cu_q,
+                                    TensorRef cu_k, const VarlenParams& vp, const AttentionParams& p, Stream s);
+  // y [N, O] (+)= scale * x [N, I] @ op(w[adapter(row)]); see LoraMatmulParams.
+  virtual void lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef indptr, TensorRef adapter,
+                           const LoraMatmulParams& p, Stream s);
+  // Weight gradient of lora_matmul: dw [L, P, Q] = scale * sum over rows r of adapter a of
+  // lhs[r]^T (P) outer rhs[r] (Q), i.e. dw[a] = scale * lhs[rows_a]^T @ rhs[rows_a]; adapters that
+  // own no row get 0. lhs [N, P], rhs [N, Q].
+  virtual void lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
+                                double scale, Stream s);
+
   // In-place AdamW on contiguous tensors of one dtype (param/m/v may be f32 master copies).
   virtual void adamw_step(TensorRef param, TensorRef grad, TensorRef m, TensorRef v,
                           const AdamWParams& p, Stream s) = 0;

@@ -92,6 +92,38 @@ struct AttentionOptions {
   Tensor prefix_k, prefix_v;
 };
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opts = {});
+// Packed variable-length attention (flash-attention's varlen API): q [Nq, Hq, D], k/v [Nk, Hkv, D]
+// hold B sequences back to back; sequence b owns q rows cu_q[b] .. cu_q[b+1] and k/v rows
+// cu_k[b] .. cu_k[b+1] (host offsets, [B + 1], from 0, non-decreasing, ending at or below Nq / Nk).
+// Causal masking is bottom-right aligned per sequence. Returns [Nq, Hq, D]; rows of q outside
+// every sequence are 0. scale <= 0 means 1/sqrt(D).
+Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& cu_q,
+                        const std::vector<int64_t>& cu_k, bool causal, double scale = 0.0);
+
+// Which LoRA adapter each row of a batch uses (punica's SGMV by segment, BGMV by row). Built once
+// per batch: the host copies validate and drive the composed path, the i32 device copies feed the
+// kernels. An adapter id < 0 means "no adapter" for those rows (their delta is 0).
+struct LoraSegments {
+  std::vector<int64_t> indptr;   // [S + 1] row offsets from 0; empty in per-row mode
+  std::vector<int64_t> adapter;  // [S] adapter per segment, or [N] per row
+  Tensor indptr_dev, adapter_dev;  // i32 on the compute device (indptr_dev undefined per row)
+  // Segments: rows indptr[s] .. indptr[s+1] use adapter[s].
+  static LoraSegments by_segment(std::vector<int64_t> indptr, std::vector<int64_t> adapter, Device device);
+  // Row r uses adapter[r].
+  static LoraSegments by_row(std::vector<int64_t> adapter, Device device);
+  // Every one of `rows` rows uses `adapter` (the single-adapter case).
+  static LoraSegments single(int64_t rows, int64_t adapter, Device device);
+  bool per_row() const { return indptr.empty(); }
+  int64_t rows() const;
+};
+// LoRA delta for a batch of rows: x [N, I], a [L, r, I], b [L, O, r] (PEFT's lora_A / lora_B
+// weights stacked over L adapters) -> [N, O] with row n = scale * b[l] (a[l] x[n]), l its adapter.
+// Differentiable in x, a and b.
+Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scale, const LoraSegments& seg);
+// linear(x, weight) + lora_delta(x, a, b, scale, seg) for x [..., I] (rows = all leading dims).
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const Tensor& b, double scale,
+                   const LoraSegments& seg);
+
 // logits [N, V], targets [N] i32/i64 -> mean loss over non-ignored targets (0-d, f32).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
@@ -100,6 +132,9 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 Tensor rope(const Tensor& x, const RopeTables& tables, RopeStyle style);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opts = {});
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+Tensor attention_varlen(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& cu_q,
+                        const std::vector<int64_t>& cu_k, bool causal, double scale = 0.0);
+Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scale, const LoraSegments& seg);
 }  // namespace composed
 
 // Kernel view of a tensor (pointer to its first element, shape, strides).

@@ -51,6 +51,15 @@ class CudaBackend final : public Backend {
                      const AttentionParams& p, Stream s) override;
   void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k, TensorRef v,
                      TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p, Stream s) override;
+  void attention_varlen_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef cu_q,
+                            TensorRef cu_k, const VarlenParams& vp, const AttentionParams& p, Stream s) override;
+  void attention_varlen_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                            TensorRef v, TensorRef out, TensorRef lse, TensorRef cu_q, TensorRef cu_k,
+                            const VarlenParams& vp, const AttentionParams& p, Stream s) override;
+  void lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef indptr, TensorRef adapter,
+                   const LoraMatmulParams& p, Stream s) override;
+  void lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
+                        double scale, Stream s) override;
   void adamw_step(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, const AdamWParams& p,
                   Stream s) override;
 

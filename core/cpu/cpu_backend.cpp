@@ -183,6 +183,24 @@ class CpuBackend final : public Backend {
     cpu_impl::attention_bwd(dq, dk, dv, dout, q, k, v, mask, out, lse, p);
   }
 
+  void attention_varlen_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef cu_q,
+                            TensorRef cu_k, const VarlenParams& vp, const AttentionParams& p, Stream) override {
+    cpu_impl::attention_varlen_fwd(out, lse, q, k, v, cu_q, cu_k, vp, p);
+  }
+  void attention_varlen_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                            TensorRef v, TensorRef out, TensorRef lse, TensorRef cu_q, TensorRef cu_k,
+                            const VarlenParams& vp, const AttentionParams& p, Stream) override {
+    cpu_impl::attention_varlen_bwd(dq, dk, dv, dout, q, k, v, out, lse, cu_q, cu_k, vp, p);
+  }
+  void lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef indptr, TensorRef adapter,
+                   const LoraMatmulParams& p, Stream) override {
+    cpu_impl::lora_matmul(y, x, w, indptr, adapter, p);
+  }
+  void lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
+                        double scale, Stream) override {
+    cpu_impl::lora_weight_grad(dw, lhs, rhs, indptr, adapter, scale);
+  }
+
   // torch.optim.AdamW: decay first, then moments, then the bias-corrected update.
   void adamw_step(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, const AdamWParams& p,
                   Stream) override {

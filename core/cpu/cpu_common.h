@@ -112,5 +112,16 @@ void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Tenso
                    const AttentionParams& p);
 void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
                    TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p);
+// core/cpu/attention_varlen.cpp
+void attention_varlen_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef cu_q,
+                          TensorRef cu_k, const VarlenParams& vp, const AttentionParams& p);
+void attention_varlen_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                          TensorRef v, TensorRef out, TensorRef lse, TensorRef cu_q, TensorRef cu_k,
+                          const VarlenParams& vp, const AttentionParams& p);
+// core/cpu/lora.cpp
+void lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef indptr, TensorRef adapter,
+                 const LoraMatmulParams& p);
+void lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
+                      double scale);
 
 }  // namespace lloco::cpu_impl

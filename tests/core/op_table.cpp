@@ -145,7 +145,12 @@ std::vector<OpCase> build_table() {
 }  // namespace
 
 const std::vector<OpCase>& op_table() {
-  static const std::vector<OpCase> table = build_table();
+  static const std::vector<OpCase> table = [] {
+    std::vector<OpCase> t = build_table();
+    append_attention_varlen_cases(t);
+    append_lora_cases(t);
+    return t;
+  }();
   return table;
 }
 

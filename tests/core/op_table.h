@@ -36,6 +36,9 @@ struct OpCase {
 };
 
 const std::vector<OpCase>& op_table();
+// Cases kept in their own files, appended by op_table().
+void append_attention_varlen_cases(std::vector<OpCase>& table);  // op_table_attention.cpp
+void append_lora_cases(std::vector<OpCase>& table);              // op_table_lora.cpp
 
 // Inputs for a case on `device` in `dtype` (index inputs stay i64), from a fixed seed.
 std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device, uint64_t seed);
