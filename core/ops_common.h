@@ -20,5 +20,9 @@ void check_float(const Tensor& t, const char* op);
 void check_index(const Tensor& t, const char* op, const char* what);
 // Normalised, sorted, unique reduction dims (empty input = all dims).
 std::vector<int64_t> normalize_dims(const Tensor& x, const std::vector<int64_t>& dims, const char* op);
+// Softmax / norm statistics are kept in f32 (f64 for f64 inputs).
+inline DType stats_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
+// Attention kernels read rows and heads through strides but want the head dim dense.
+inline Tensor dense_head_dim(const Tensor& t) { return t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous(); }
 
 }  // namespace lloco::detail

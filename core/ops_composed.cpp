@@ -8,10 +8,9 @@
 namespace lloco::composed {
 
 // Statistics in f32 (f64 for f64 inputs), as the fused kernels keep them.
-static DType acc_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  const DType acc = acc_dtype(x.dtype());
+  const DType acc = detail::stats_dtype(x.dtype());
   Tensor xf = x.to(acc);
   Tensor inv = rsqrt(add(mean(square(xf), {-1}, true), eps));
   return mul(mul(xf, inv), weight.to(acc)).to(x.dtype());
@@ -55,7 +54,7 @@ Tensor attention(const Tensor& q, const Tensor& k_in, const Tensor& v_in, const 
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  const DType acc = acc_dtype(logits.dtype());
+  const DType acc = detail::stats_dtype(logits.dtype());
   Tensor logp = log_softmax(logits.to(acc), -1);
   Tensor tf = targets.to(acc);
   Tensor ignore = full({}, static_cast<double>(ignore_index), acc, logits.device());

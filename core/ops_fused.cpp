@@ -9,7 +9,6 @@ namespace lloco {
 using namespace detail;
 
 // Saved statistics (rstd, log-sum-exp) are f32, or f64 for f64 inputs so gradient checks stay exact.
-static DType stats_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
 
 // Backward through the composed fallback: recompute it on detached leaves, then backprop.
 static std::vector<Tensor> fallback_backward(const std::function<Tensor(const std::vector<Tensor>&)>& fallback,
@@ -166,11 +165,14 @@ AttentionInputs prepare_attention(const Tensor& q, const Tensor& k, const Tensor
   }
   return in;
 }
+
+// The kernels address q/k/v through strides and only need the head dim dense, so views such as the
+// KV cache's capacity-padded [B, Hkv, C, D] slices reach them without a copy.
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const AttentionOptions& opts) {
   AttentionInputs in = prepare_attention(q_in, k_in, v_in, opts);
-  Tensor q = in.q.contiguous(), k = in.k.contiguous(), v = in.v.contiguous();
+  Tensor q = dense_head_dim(in.q), k = dense_head_dim(in.k), v = dense_head_dim(in.v);
   const Shape out_shape{q.size(0), q.size(1), q.size(2), q.size(3)};
   Tensor out = empty(out_shape, q.dtype(), q.device());
   Tensor lse = empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q.dtype()), q.device());

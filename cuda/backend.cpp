@@ -2,10 +2,10 @@
 
 #include <cstring>
 
+#include "cuda/backend_util.h"
 #include "cuda/common.h"
 #include "cuda/cuda.h"
 #include "cuda/kernels/adamw.cuh"
-#include "cuda/kernels/attention.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/elementwise.cuh"
 #include "cuda/kernels/index.cuh"
@@ -18,18 +18,9 @@
 namespace lloco {
 
 using namespace cuda_kernels;
+using namespace cuda_binding;
 
 namespace {
-
-void check_same_shape(const TensorRef& a, const TensorRef& b, const char* op, const char* what) {
-  bool same = a.ndim == b.ndim;
-  for (int i = 0; same && i < a.ndim; ++i) same = a.shape[i] == b.shape[i];
-  LLOCO_CHECK(same, op, what, " shapes differ (rank ", a.ndim, " vs ", b.ndim, ")");
-}
-
-void check_rank(const TensorRef& t, int rank, const char* op, const char* what) {
-  LLOCO_CHECK(t.ndim == rank, op, what, " must have rank ", rank, ", got ", t.ndim);
-}
 
 void check_dim(int dim, const TensorRef& t, const char* op) {
   LLOCO_CHECK(dim >= 0 && dim < t.ndim, op, "dim ", dim, " out of range for rank ", t.ndim);
@@ -51,56 +42,6 @@ Matrix matrix(const TensorRef& t) { return Matrix{t.data, t.dtype, t.shape[0], t
 RowMajor row_major(const TensorRef& t, const char* op, const char* what) {
   LLOCO_CHECK(t.ndim == 2 && (t.strides[1] == 1 || t.shape[1] <= 1), op, what, " must be [N, D] with unit column stride");
   return RowMajor{t.data, t.strides[0]};
-}
-
-void copy4(int64_t (&dst)[4], const TensorRef& t) {
-  for (int i = 0; i < 4; ++i) dst[i] = t.shape[i] == 1 ? 0 : t.strides[i];
-}
-
-// Scratch from the caching allocator, returned on the same stream (stream order makes the
-// immediate reuse by later work safe).
-class Workspace {
- public:
-  Workspace(CachingAllocator& a, size_t n, cudaStream_t s) : a_(a), n_(n), s_(s), p_(a.allocate(n, from_cuda(s))) {}
-  ~Workspace() { a_.deallocate(p_, n_, from_cuda(s_)); }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* get() const { return p_; }
-
- private:
-  CachingAllocator& a_;
-  size_t n_;
-  cudaStream_t s_;
-  void* p_;
-};
-
-AttnArgs attn_args(const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& mask,
-                   const AttentionParams& p, const char* op) {
-  check_rank(q, 4, op, "q");
-  check_rank(k, 4, op, "k");
-  check_same_shape(k, v, op, "k/v");
-  LLOCO_CHECK(q.dtype == k.dtype && k.dtype == v.dtype, op, "q/k/v dtypes differ");
-  LLOCO_CHECK(k.shape[1] > 0 && q.shape[1] % k.shape[1] == 0 && q.shape[0] == k.shape[0] && q.shape[3] == k.shape[3],
-              op, "q/k shapes are incompatible");
-  AttnArgs a;
-  a.B = q.shape[0];
-  a.Hq = q.shape[1];
-  a.Hkv = k.shape[1];
-  a.Tq = q.shape[2];
-  a.Tk = k.shape[2];
-  a.D = q.shape[3];
-  copy4(a.q_s, q);
-  copy4(a.k_s, k);
-  copy4(a.v_s, v);
-  if (mask.data) {
-    check_rank(mask, 4, op, "mask");
-    a.mask = mask.data;
-    a.mask_dt = mask.dtype;
-    copy4(a.mask_s, mask);
-  }
-  a.scale = p.scale;
-  a.causal = p.causal;
-  return a;
 }
 
 }  // namespace
@@ -291,40 +232,6 @@ void CudaBackend::rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin,
   a.table_per_batch = cos.shape[0] != 1;
   launch_rope(out.data, x.data, x.dtype, static_cast<const float*>(cos.data), static_cast<const float*>(sin.data), a,
               style, inverse, to_cuda(s));
-}
-
-void CudaBackend::attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
-                                const AttentionParams& p, Stream s) {
-  AttnArgs a = attn_args(q, k, v, mask, p, "attention");
-  check_same_shape(out, q, "attention", "out/q");
-  check_rank(lse, 3, "attention", "lse");
-  copy4(a.o_s, out);
-  for (int i = 0; i < 3; ++i) a.lse_s[i] = lse.strides[i];
-  launch_attention_fwd(out.data, lse.data, lse.dtype, q.data, k.data, v.data, q.dtype, a, to_cuda(s));
-}
-
-void CudaBackend::attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
-                                TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p,
-                                Stream s) {
-  AttnArgs a = attn_args(q, k, v, mask, p, "attention");
-  check_same_shape(dq, q, "attention", "dq/q");
-  check_same_shape(dk, k, "attention", "dk/k");
-  check_same_shape(dv, v, "attention", "dv/v");
-  check_same_shape(dout, q, "attention", "dout/q");
-  check_same_shape(out, q, "attention", "out/q");
-  copy4(a.o_s, dout);
-  copy4(a.y_s, out);
-  for (int i = 0; i < 3; ++i) a.lse_s[i] = lse.strides[i];
-  AttnGrads g{};
-  g.dq = dq.data;
-  g.dk = dk.data;
-  g.dv = dv.data;
-  copy4(g.dq_s, dq);
-  copy4(g.dk_s, dk);
-  copy4(g.dv_s, dv);
-  Workspace ws(alloc_, attention_bwd_workspace_bytes(a), to_cuda(s));
-  launch_attention_bwd(g, dout.data, q.data, k.data, v.data, out.data, lse.data, lse.dtype, q.dtype, a, ws.get(),
-                       to_cuda(s));
 }
 
 void CudaBackend::adamw_step(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, const AdamWParams& p,

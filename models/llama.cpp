@@ -190,29 +190,29 @@ LlamaConfig LlamaConfig::tiny() {
 
 // ---------------------------------------------------------------- model
 
-LlamaModel LlamaModel::random(const LlamaConfig& config, uint64_t seed, DType dtype) {
+LlamaModel LlamaModel::random(const LlamaConfig& config, uint64_t seed, DType dtype, Device device) {
   config.validate();
   LlamaModel m;
   m.config = config;
   m.config.dtype = dtype;
   const int64_t D = config.hidden_size, F = config.intermediate_size, Dh = config.head_dim();
   uint64_t stream = 0;
-  auto normal = [&](const Shape& s) { return (randn(s, seed, DType::F32, cpu(), (stream++) << 40) * 0.02).to(dtype); };
+  auto normal = [&](const Shape& s) { return (randn(s, seed, DType::F32, device, (stream++) << 40) * 0.02).to(dtype); };
   m.embed_tokens = normal({config.vocab_size, D});
   for (int64_t l = 0; l < config.num_layers; ++l) {
     LlamaLayer L;
-    L.input_norm = ones({D}, dtype);
+    L.input_norm = ones({D}, dtype, device);
     L.q_proj = normal({config.num_heads * Dh, D});
     L.k_proj = normal({config.num_kv_heads * Dh, D});
     L.v_proj = normal({config.num_kv_heads * Dh, D});
     L.o_proj = normal({D, config.num_heads * Dh});
-    L.post_norm = ones({D}, dtype);
+    L.post_norm = ones({D}, dtype, device);
     L.gate_proj = normal({F, D});
     L.up_proj = normal({F, D});
     L.down_proj = normal({D, F});
     m.layers.push_back(L);
   }
-  m.norm = ones({D}, dtype);
+  m.norm = ones({D}, dtype, device);
   m.lm_head = config.tie_word_embeddings ? m.embed_tokens : normal({config.vocab_size, D});
   return m;
 }

@@ -86,8 +86,10 @@ struct LlamaModel {
   bool gradient_checkpointing = false;  // recompute each layer in backward (lloco::checkpoint)
   ProjectionHook projection_hook;       // optional
 
-  // N(0, 0.02) weights, unit norms (HF initializer), deterministic in seed.
-  static LlamaModel random(const LlamaConfig& config, uint64_t seed, DType dtype = DType::F32);
+  // N(0, 0.02) weights, unit norms (HF initializer), deterministic in seed. Every tensor is drawn
+  // directly on `device` (Philox: the same values on every device), so a 7B model never touches the host.
+  static LlamaModel random(const LlamaConfig& config, uint64_t seed, DType dtype = DType::F32,
+                           Device device = cpu());
 
   // HF names in HF order; lm_head.weight is left out when tied.
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <exception>
 
 #include "cuda/common.h"
 #include "cuda/cuda.h"
@@ -57,6 +58,25 @@ double time_loop(benchmark::State& state, const std::function<void()>& fn) {
     ++n;
   }
   return n ? total / static_cast<double>(n) : 0.0;
+}
+
+double mean_seconds(const std::function<void()>& fn, int reps) {
+  fn();
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CudaEvent start(true), stop(true);
+  start.record(nullptr);
+  for (int i = 0; i < reps; ++i) fn();
+  stop.record(nullptr);
+  stop.synchronize();
+  return stop.elapsed_ms_since(start) * 1e-3 / reps;
+}
+
+void guarded(benchmark::State& state, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
 }
 
 double memcpy_gbps() {

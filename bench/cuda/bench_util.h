@@ -28,6 +28,13 @@ Backend& gpu();
 // returns the mean seconds per call. Use with ->UseManualTime().
 double time_loop(benchmark::State& state, const std::function<void()>& fn);
 
+// Mean seconds per call of fn over `reps` calls after one warm-up call (CUDA events, default
+// stream): for baselines timed inside another benchmark's body.
+double mean_seconds(const std::function<void()>& fn, int reps);
+// Runs a benchmark body; an error (an unsupported shape, out of memory) marks this benchmark as
+// failed in the report instead of ending the binary.
+void guarded(benchmark::State& state, const std::function<void()>& body);
+
 // Same-run baselines, measured once per process on first use.
 double memcpy_gbps();          // device-to-device copy of 1 GiB, bytes read + written per second
 double square_gemm_tflops();   // 8192^3 bf16 cublasGemmEx with f32 accumulation

@@ -63,6 +63,10 @@ bool flash_supported(const FlashParams& p);
 // out + lse.
 void launch_flash_fwd(const FlashParams& p, cudaStream_t stream);
 
+// flash_supported(p), plus what only the backward needs: 16-byte aligned dout/dq/dk/dv with
+// strides in multiples of 8 elements, and enough opt-in shared memory per block on this device
+// (hd128 needs 145 KB: sm_80/sm_90, not sm_86/sm_89).
+bool flash_bwd_supported(const FlashBwdParams& p);
 // f32 scratch the backward needs (dq accumulators, per-row dot(dout, out), ...).
 size_t flash_bwd_workspace_bytes(const FlashBwdParams& p);
 // dq, dk, dv from dout, q, k, v, o, lse. workspace: flash_bwd_workspace_bytes(p) bytes, any contents.

@@ -1,0 +1,131 @@
+// Attention through the public op `attention` on CUDA tensors (bf16), the shapes of the
+// flash-attention benchmark sweep and of LLaMA decoding.
+//
+// Sweep (Dao-AILab benchmark_flash_attention.py): b * s = 16k tokens, s = 512 .. 16k, h * d = 2048
+// (hd 64 -> 32 heads, hd 128 -> 16 heads), causal and not. q/k/v are stored [B, S, H, D] and passed
+// as [B, H, S, D] transposed views, as the LLaMA layer passes them. TFLOP/s uses the flash-attention
+// convention: fwd = 4 * b * s^2 * h * d, halved when causal; fwd+bwd = 3.5x fwd (bwd = 2.5x).
+//
+// Decode: one query row per sequence against a KV cache of Tk = 4k / 32k / 128k positions, 32 query
+// heads of dim 128, 32 or 8 kv heads (MHA, GQA 4), batch 1 and 8. GB/s counts the K and V bytes,
+// next to a same-run device-to-device cudaMemcpy (frac_memcpy).
+// Each benchmark's label names the kernel family the op dispatched to (cuda/attention_dispatch.h).
+#include <string>
+#include <vector>
+
+#include "bench/cuda/bench_util.h"
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "cuda/attention_dispatch.h"
+#include "cuda/cuda.h"
+
+namespace lloco::bench {
+namespace {
+
+constexpr int64_t kSweepTokens = 16384;
+constexpr int64_t kSweepHidden = 2048;  // h * d
+
+double sweep_fwd_flops(int64_t b, int64_t s, int64_t h, int64_t d, bool causal) {
+  const double f = 4.0 * static_cast<double>(b) * static_cast<double>(s) * static_cast<double>(s) * h * d;
+  return causal ? f / 2 : f;
+}
+
+// [B, H, S, D] view over a [B, S, H, D] N(0, 1) bf16 tensor on the GPU.
+Tensor bhsd(int64_t b, int64_t s, int64_t h, int64_t d, uint64_t seed) {
+  return randn({b, s, h, d}, seed, DType::BF16, cuda()).transpose(1, 2);
+}
+
+std::string path_label(const Tensor& q, const Tensor& k, bool backward) {
+  std::string label = std::string("path=") + attention_path(to_ref(q), to_ref(k), TensorRef{}, false);
+  if (backward) label += std::string("+bwd:") + attention_path(to_ref(q), to_ref(k), TensorRef{}, true);
+  return label;
+}
+
+struct SweepShape {
+  int64_t b, s, h, d;
+  bool causal;
+};
+
+SweepShape sweep_shape(const benchmark::State& state) {
+  const int64_t d = state.range(0), s = state.range(2);
+  return {kSweepTokens / s, s, kSweepHidden / d, d, state.range(1) != 0};
+}
+
+// args: head dim, causal, seqlen
+void BM_attention_fwd(benchmark::State& state) {
+  guarded(state, [&] {
+    NoGradGuard no_grad;
+    const SweepShape p = sweep_shape(state);
+    const Tensor q = bhsd(p.b, p.s, p.h, p.d, 1), k = bhsd(p.b, p.s, p.h, p.d, 2), v = bhsd(p.b, p.s, p.h, p.d, 3);
+    AttentionOptions opts;
+    opts.causal = p.causal;
+    state.SetLabel(path_label(q, k, false));
+    Tensor out;
+    const double sec = time_loop(state, [&] { out = attention(q, k, v, opts); });
+    report_flops(state, sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
+  });
+}
+
+// Forward, then the gradients of q, k and v for a random dout (autograd_grad: no accumulation
+// into .grad, so each iteration does the same work).
+void BM_attention_fwd_bwd(benchmark::State& state) {
+  guarded(state, [&] {
+    const SweepShape p = sweep_shape(state);
+    Tensor q = bhsd(p.b, p.s, p.h, p.d, 1), k = bhsd(p.b, p.s, p.h, p.d, 2), v = bhsd(p.b, p.s, p.h, p.d, 3);
+    q.requires_grad_();
+    k.requires_grad_();
+    v.requires_grad_();
+    const Tensor dout = bhsd(p.b, p.s, p.h, p.d, 4);
+    AttentionOptions opts;
+    opts.causal = p.causal;
+    state.SetLabel(path_label(q, k, true));
+    std::vector<Tensor> grads;
+    const double sec = time_loop(state, [&] {
+      const Tensor out = attention(q, k, v, opts);
+      grads = autograd_grad(out, dout, {q, k, v});
+    });
+    report_flops(state, 3.5 * sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
+  });
+}
+
+void sweep_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"hd", "causal", "seqlen"});
+  for (int64_t d : {64, 128})
+    for (int64_t causal : {0, 1})
+      for (int64_t s = 512; s <= kSweepTokens; s *= 2) b->Args({d, causal, s});
+}
+
+// args: batch, kv heads, Tk. Causal as the model decodes (bottom-right aligned: the one query row
+// sees every cached key).
+void BM_attention_decode(benchmark::State& state) {
+  guarded(state, [&] {
+    NoGradGuard no_grad;
+    const int64_t B = state.range(0), Hkv = state.range(1), Tk = state.range(2), Hq = 32, D = 128;
+    const Tensor q = randn({B, Hq, 1, D}, 1, DType::BF16, cuda());
+    const Tensor k = randn({B, Hkv, Tk, D}, 2, DType::BF16, cuda());
+    const Tensor v = randn({B, Hkv, Tk, D}, 3, DType::BF16, cuda());
+    AttentionOptions opts;
+    opts.causal = true;
+    state.SetLabel(path_label(q, k, false));
+    Tensor out;
+    const double sec = time_loop(state, [&] { out = attention(q, k, v, opts); });
+    report_bandwidth(state, static_cast<double>(k.nbytes() + v.nbytes()), sec);
+  });
+  cuda_empty_cache();  // the next shape gets the multi-GB caches back
+}
+
+void decode_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"batch", "kv_heads", "tk"});
+  for (int64_t batch : {1, 8})
+    for (int64_t hkv : {32, 8})
+      for (int64_t tk : {4096, 32768, 131072}) b->Args({batch, hkv, tk});
+}
+
+BENCHMARK(BM_attention_fwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_attention_fwd_bwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_attention_decode)->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+
+}  // namespace
+}  // namespace lloco::bench
+
+int main(int argc, char** argv) { return lloco::bench::bench_main(argc, argv); }

@@ -1,0 +1,26 @@
+// Which kernel family runs an attention call on CUDA (chosen per call in cuda/backend_attention.cpp):
+//   "decode"  split-KV decode (kernels/flash_decode.cu): forward only, no mask, bf16/f16, Tq <= 16, and
+//             either Tk >= 512 (at least two 256-key chunks, so splitting the keys pays) or a head dim
+//             the tensor-core kernels lack (any multiple of 8 up to 256)
+//   "flash"   tensor-core flash kernels (kernels/flash_fwd.cu, flash_bwd.cu): no mask, bf16/f16,
+//             flash_supported() (head dim 64/128, aligned strides, sm_80+)
+//   "simple"  reference kernels (kernels/attention.cu): everything else (f32/f64, masks, other shapes)
+// LLOCO_ATTENTION=simple|flash|auto (read once; default auto) forces a family for debugging and
+// benchmarks: "simple" always takes the reference kernels, "flash" takes decode or flash and throws,
+// naming the reason, on a problem neither supports.
+#pragma once
+#include "core/backend.h"
+
+namespace lloco {
+
+// For attention_fwd/bwd with q [B, Hq, Tq, D], k [B, Hkv, Tk, D] and an optional mask (data null
+// when absent), assuming v is laid out like k and out like q (as the attention op allocates them).
+// Throws exactly when the call would (LLOCO_ATTENTION=flash on an unsupported problem).
+const char* attention_path(const TensorRef& q, const TensorRef& k, const TensorRef& mask, bool backward);
+// The same for attention_varlen with packed q [Nq, Hq, D], k [Nk, Hkv, D]: "flash" or "simple".
+const char* attention_varlen_path(const TensorRef& q, const TensorRef& k, bool backward);
+
+// Test hook: re-read LLOCO_ATTENTION (after setenv), instead of keeping the first value read.
+void reload_attention_mode();
+
+}  // namespace lloco

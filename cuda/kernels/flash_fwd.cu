@@ -1,0 +1,373 @@
+// FlashAttention-2 forward on mma.sync tensor cores (sm_80+, the same code runs on sm_90).
+//
+// One 128-thread CTA per (query tile of kBlockM = 64 rows, query head, batch); warp w owns query rows
+// 16w..16w+15 of the tile. The Q tile is loaded once (cp.async -> swizzled smem) and kept in
+// registers as mma A fragments. K/V tiles of kBlockN rows stream through a double buffer: tile j + 1
+// is in flight (cp.async) while tile j is used. Per tile: S = Q K^T (K via ldmatrix as the B operand),
+// online softmax in registers in the log2 domain (running max m, running sum l, rescale of O),
+// P rounded to bf16/f16 in registers and fed straight back as the A operand of O += P V (V via
+// ldmatrix.trans). O and l stay in f32 until the epilogue, which writes O through smem with 16-byte
+// stores and lse = ln(sum exp(scale * s)).
+//
+// Tile sizes per head dim (4 warps x 16 rows = kBlockM 64 for both):
+//   hd64:  kBlockN = 128. Live fragments per thread: Q 16 + O 32 + S 64 registers; smem Q 8 KB +
+//          2 x (K 16 KB + V 16 KB) = 72 KB -> 3 CTAs / SM on H100 (228 KB), 2 on A100 (164 KB).
+//          The wide key tile halves the per-tile overhead (barriers, max/sum shuffles, O rescale),
+//          which matters at hd64 where each tile carries little mma work per softmax element.
+//   hd128: kBlockN = 64. Q 32 + O 64 + S 32 registers; smem Q 16 KB + 2 x (K 16 KB + V 16 KB) =
+//          80 KB -> 2 CTAs / SM on A100 and H100. kBlockN 128 would add 32 S registers (spills)
+//          and need 144 KB of smem (1 CTA / SM).
+// ptxas (CUDA 13, sm_80 / sm_90), no spills: hd64 167-174 registers, hd128 206-227, except the
+// unmasked non-causal variant (hd64 243/241, hd128 251/254), where ptxas hoists the V ldmatrix
+// of P V above the softmax. That still fits 2 CTAs / SM (2 x 128 x 256 = the whole register file).
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <type_traits>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels/flash.h"
+#include "cuda/kernels/flash_mma.cuh"
+
+namespace lloco::cuda_kernels {
+
+namespace {
+
+using namespace flash;
+
+constexpr int kThreads = 128;  // 4 warps
+constexpr int kBlockM = 64;    // query rows per CTA, 16 per warp
+
+template <int kD>
+constexpr int kBlockNOf = kD == 64 ? 128 : 64;  // key rows per K/V tile (see the header comment)
+template <int kD>
+constexpr size_t kSmemBytesOf = static_cast<size_t>(kBlockM + 4 * kBlockNOf<kD>) * kD * 2;  // Q + 2 x (K + V)
+
+// Copies rows [0, rows_valid) of a kRows x kD tile (global row stride in elements) into swizzled
+// smem with cp.async; rows >= rows_valid become zeros, so masked keys meet V rows of 0 (not NaN).
+// gmem is the tile's first row, which the callers guarantee to be in bounds. Thread tid copies
+// chunk tid % kChunks of rows tid / kChunks + i * kRowStep: kRowStep is a multiple of 8, so the
+// swizzled column is the same for all of its rows and the addresses advance by constants.
+template <int kRows, int kD, typename T>
+__device__ __forceinline__ void load_tile(T* smem, const T* gmem, int64_t row_stride, int rows_valid, int tid) {
+  using Tile = SwizzledTile<kD>;
+  constexpr int kRowStep = kThreads / Tile::kChunks;
+  static_assert(kRows % kRowStep == 0 && kRowStep % 8 == 0, "tile must split evenly over the CTA");
+  const int row = tid / Tile::kChunks, col = (tid % Tile::kChunks) * 8;
+  const T* src = gmem + row * row_stride + col;
+  T* dst = smem + Tile::offset(row, col);
+#pragma unroll
+  for (int it = 0; it < kRows / kRowStep; ++it) {
+    const bool valid = row + it * kRowStep < rows_valid;
+    cp_async_16(dst + it * kRowStep * kD, valid ? src + it * kRowStep * row_stride : gmem, valid);
+  }
+}
+
+// q/k/v/o/lse: see FlashParams. Grid (ceil(seqlen_q / kBlockM), heads_q, batch).
+template <int kD, typename T, bool kCausal, bool kEvenN>
+__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p) {
+  constexpr int kBlockN = kBlockNOf<kD>;
+  constexpr int kDTiles = kD / 8, kNTiles = kBlockN / 8;  // 8-wide mma n-tiles of O and of S
+  using Tile = SwizzledTile<kD>;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* s_q = reinterpret_cast<T*>(smem_raw);  // [kBlockM, kD]; reused per warp for the O tile
+  T* s_k = s_q + kBlockM * kD;              // [2][kBlockN, kD]
+  T* s_v = s_k + 2 * kBlockN * kD;          // [2][kBlockN, kD]
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  // Causal: the last query tiles see the most keys; start them first so the grid's tail is short.
+  const int m_block = kCausal ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (p.heads_q / p.heads_kv);
+
+  int len_q = p.seqlen_q, len_k = p.seqlen_k;
+  int64_t q_off, k_off, v_off, o_off, lse_off;
+  if (p.cu_seqlens_q) {
+    const int q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
+    len_q = p.cu_seqlens_q[b + 1] - q0;
+    len_k = p.cu_seqlens_k[b + 1] - k0;
+    q_off = q0 * p.q_row_stride;
+    k_off = k0 * p.k_row_stride;
+    v_off = k0 * p.v_row_stride;
+    o_off = q0 * p.o_row_stride;
+    lse_off = q0;
+  } else {
+    q_off = b * p.q_batch_stride;
+    k_off = b * p.k_batch_stride;
+    v_off = b * p.v_batch_stride;
+    o_off = b * p.o_batch_stride;
+    lse_off = b * p.lse_batch_stride;
+  }
+  const int m0 = m_block * kBlockM;
+  if (m0 >= len_q) return;  // varlen: this sequence is shorter than the longest one
+  const T* g_q = static_cast<const T*>(p.q) + q_off + h * p.q_head_stride + m0 * p.q_row_stride;
+  const T* g_k = static_cast<const T*>(p.k) + k_off + hk * p.k_head_stride;
+  const T* g_v = static_cast<const T*>(p.v) + v_off + hk * p.v_head_stride;
+  T* g_o = static_cast<T*>(p.o) + o_off + h * p.o_head_stride + m0 * p.o_row_stride;
+  float* g_lse = p.lse + lse_off + h * p.lse_head_stride + m0;
+
+  // Bottom-right causal: query row i sees keys j <= i + shift. Key tiles past the last row's limit
+  // are skipped entirely (possibly all of them: those rows get out = 0, lse = -inf).
+  const int shift = len_k - len_q;
+  int n_end = len_k;
+  if (kCausal) n_end = max(0, min(len_k, min(m0 + kBlockM, len_q) + shift));
+  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+
+  load_tile<kBlockM, kD>(s_q, g_q, p.q_row_stride, len_q - m0, tid);
+  cp_async_commit();
+  if (n_blocks > 0) {
+    load_tile<kBlockN, kD>(s_k, g_k, p.k_row_stride, len_k, tid);
+    load_tile<kBlockN, kD>(s_v, g_v, p.v_row_stride, len_k, tid);
+  }
+  cp_async_commit();
+  cp_async_wait<1>();  // Q landed (K/V tile 0 may still be in flight)
+  __syncthreads();
+
+  const int warp_row = warp * 16;  // first tile row of this warp
+  uint32_t q_frag[kD / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < kD / 16; ++ks)
+    ldmatrix_x4(q_frag[ks], s_q + Tile::offset(warp_row + (lane & 15), ks * 16 + (lane >> 4) * 8));
+
+  // Thread state for its two rows r = 0, 1 (tile rows warp_row + lane / 4 + 8r); O columns
+  // dt * 8 + 2 * (lane % 4) + {0, 1} (C fragment layout, flash_mma.cuh).
+  float acc_o[kDTiles][4];
+#pragma unroll
+  for (int dt = 0; dt < kDTiles; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc_o[dt][e] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};  // raw (unscaled) scores
+  float row_sum[2] = {0.f, 0.f};              // this thread's partial sum; quad-reduced at the end
+  const float scale_log2 = p.scale_log2;
+
+  for (int j = 0; j < n_blocks; ++j) {
+    const int buf = j & 1;
+    if (j + 1 < n_blocks) {  // prefetch tile j + 1 into the other buffer (freed by the trailing barrier)
+      const int n_next = (j + 1) * kBlockN;
+      load_tile<kBlockN, kD>(s_k + (buf ^ 1) * kBlockN * kD, g_k + n_next * p.k_row_stride, p.k_row_stride,
+                             len_k - n_next, tid);
+      load_tile<kBlockN, kD>(s_v + (buf ^ 1) * kBlockN * kD, g_v + n_next * p.v_row_stride, p.v_row_stride,
+                             len_k - n_next, tid);
+    }
+    cp_async_commit();   // possibly empty: keeps "tile j is the older group" true
+    cp_async_wait<1>();  // tile j landed (this thread's copies) ...
+    __syncthreads();     // ... and everyone's
+    const T* k_tile = s_k + buf * kBlockN * kD;
+    const T* v_tile = s_v + buf * kBlockN * kD;
+
+    float s[kNTiles][4];
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks)
+#pragma unroll
+      for (int np = 0; np < kBlockN / 16; ++np) {
+        uint32_t r[4];
+        const int k_row = np * 16 + (lane & 7) + ((lane >> 4) << 3), k_col = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldmatrix_x4(r, k_tile + Tile::offset(k_row, k_col));
+        const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+        mma_16816<T>(s[2 * np], q_frag[ks], b0);
+        mma_16816<T>(s[2 * np + 1], q_frag[ks], b1);
+      }
+
+    // Element masks only on tiles that cross the causal diagonal of the tile's first row or run
+    // past the keys.
+    const int n0 = j * kBlockN;
+    const bool cross_diag = kCausal && n0 + kBlockN - 1 > m0 + shift;
+    const bool past_end = !kEvenN && n0 + kBlockN > len_k;
+    if (cross_diag || past_end) {
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = n0 + nt * 8 + (lane % 4) * 2 + (e & 1);
+          const int row = m0 + warp_row + lane / 4 + (e >> 1) * 8;
+          const int limit = kCausal ? min(len_k, row + shift + 1) : len_k;
+          if (col >= limit) s[nt][e] = -INFINITY;
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+      mx = quad_max(mx);
+      // A row that has seen no key yet keeps max -inf: subtract 0 instead, so exp2(-inf) = 0
+      // rather than exp2(-inf + inf) = NaN (needs scale_log2 > 0, checked by the launcher).
+      const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+      const float alpha = exp2f(row_max[r] * scale_log2 - max_scaled);
+      row_max[r] = mx;
+      row_sum[r] *= alpha;
+#pragma unroll
+      for (int dt = 0; dt < kDTiles; ++dt) {
+        acc_o[dt][2 * r] *= alpha;
+        acc_o[dt][2 * r + 1] *= alpha;
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[nt][e] = exp2f(s[nt][e] * scale_log2 - max_scaled);
+          row_sum[r] += s[nt][e];
+        }
+    }
+
+    // O += P V: the S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of key block kk.
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                             pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                             pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < kD / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, v_tile + Tile::offset(kk * 16 + (lane & 15), dp * 16 + (lane >> 4) * 8));
+        const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+        mma_16816<T>(acc_o[2 * dp], a, b0);
+        mma_16816<T>(acc_o[2 * dp + 1], a, b1);
+      }
+    }
+    __syncthreads();  // all warps are done with buffer `buf` before iteration j + 1 refills it
+  }
+  cp_async_wait<0>();  // only empty groups can remain; leave nothing in flight at exit
+
+  // Epilogue: normalise, stage this warp's 16 rows of O in its own rows of s_q (no other warp reads
+  // them after the Q fragments were loaded), then 16-byte stores of whole rows.
+  float lse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float l = quad_sum(row_sum[r]);
+    const bool seen = l > 0.f;  // false for a row whose keys are all masked (or len_k == 0)
+    const float inv = seen ? 1.f / l : 0.f;
+#pragma unroll
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      acc_o[dt][2 * r] *= inv;
+      acc_o[dt][2 * r + 1] *= inv;
+    }
+    // ln(sum exp(scale * s)) = (max * scale_log2 + log2(l)) * ln(2).
+    lse[r] = seen ? (row_max[r] * scale_log2 + log2f(l)) * 0.69314718055994531f : -INFINITY;
+  }
+#pragma unroll
+  for (int dt = 0; dt < kDTiles; ++dt)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = warp_row + lane / 4 + 8 * r, col = dt * 8 + (lane % 4) * 2;
+      *reinterpret_cast<uint32_t*>(s_q + Tile::offset(row, col)) = pack2<T>(acc_o[dt][2 * r], acc_o[dt][2 * r + 1]);
+    }
+  __syncwarp();
+  constexpr int kStoreIters = 16 * Tile::kChunks / 32;
+#pragma unroll
+  for (int it = 0; it < kStoreIters; ++it) {
+    const int i = lane + it * 32;
+    const int row = warp_row + i / Tile::kChunks, col = (i % Tile::kChunks) * 8;
+    if (m0 + row < len_q)
+      *reinterpret_cast<uint4*>(g_o + static_cast<int64_t>(row) * p.o_row_stride + col) =
+          *reinterpret_cast<const uint4*>(s_q + Tile::offset(row, col));
+  }
+  if (lane % 4 == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = warp_row + lane / 4 + 8 * r;
+      if (m0 + row < len_q) g_lse[row] = lse[r];
+    }
+  }
+}
+
+// ---- host side -------------------------------------------------------------------------------------------
+
+template <typename F>
+void bool_switch(bool v, F&& f) {
+  if (v)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+template <int kD, typename T, bool kCausal, bool kEvenN>
+void run_fwd(const FlashParams& p, cudaStream_t stream) {
+  auto kernel = flash_fwd_kernel<kD, T, kCausal, kEvenN>;
+  constexpr size_t smem = kSmemBytesOf<kD>;
+  if (smem > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const dim3 grid(static_cast<unsigned>((p.seqlen_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads_q),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, kThreads, smem, stream>>>(p);
+}
+
+template <int kD, typename T>
+void dispatch_flags(const FlashParams& p, cudaStream_t stream) {
+  // Dense problems whose key length fills whole tiles need no bounds mask; varlen lengths vary.
+  const bool even_n = p.cu_seqlens_k == nullptr && p.seqlen_k % kBlockNOf<kD> == 0;
+  bool_switch(p.causal, [&](auto causal) {
+    bool_switch(even_n, [&](auto even) { run_fwd<kD, T, decltype(causal)::value, decltype(even)::value>(p, stream); });
+  });
+}
+
+template <typename T>
+void dispatch_head_dim(const FlashParams& p, cudaStream_t stream) {
+  if (p.head_dim == 64)
+    dispatch_flags<64, T>(p, stream);
+  else
+    dispatch_flags<128, T>(p, stream);
+}
+
+// Compute capability >= 8.0, queried once per device (0 = not yet known, 1 = yes, 2 = no).
+bool device_has_mma_sync() {
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  static std::array<std::atomic<int>, 64> cache{};
+  auto query = [dev] {
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 8 ? 1 : 2;
+  };
+  if (dev < 0 || dev >= static_cast<int>(cache.size())) return query() == 1;
+  int known = cache[dev].load(std::memory_order_relaxed);
+  if (known == 0) {
+    known = query();
+    cache[dev].store(known, std::memory_order_relaxed);
+  }
+  return known == 1;
+}
+
+bool strides_ok(int64_t batch, int64_t row, int64_t head) { return batch % 8 == 0 && row % 8 == 0 && head % 8 == 0; }
+
+}  // namespace
+
+bool flash_supported(const FlashParams& p) {
+  if (p.head_dim != 64 && p.head_dim != 128) return false;
+  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0) return false;
+  // Every 16-byte cp.async / store must be aligned: 16-byte bases, strides in whole 8-element chunks.
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o)) return false;
+  if (!strides_ok(p.q_batch_stride, p.q_row_stride, p.q_head_stride) ||
+      !strides_ok(p.k_batch_stride, p.k_row_stride, p.k_head_stride) ||
+      !strides_ok(p.v_batch_stride, p.v_row_stride, p.v_head_stride) ||
+      !strides_ok(p.o_batch_stride, p.o_row_stride, p.o_head_stride))
+    return false;
+  return device_has_mma_sync();
+}
+
+void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
+  LLOCO_CHECK(flash_supported(p), "flash_fwd", "unsupported problem: head_dim ", p.head_dim, ", heads ", p.heads_q,
+              "/", p.heads_kv, " (needs head_dim 64 or 128, heads_q % heads_kv == 0, 16-byte aligned pointers, ",
+              "strides in multiples of 8 elements, sm_80+)");
+  LLOCO_CHECK((p.cu_seqlens_q == nullptr) == (p.cu_seqlens_k == nullptr), "flash_fwd",
+              "cu_seqlens_q and cu_seqlens_k must both be set or both be null");
+  LLOCO_CHECK(p.lse != nullptr, "flash_fwd", "lse output is null");
+  LLOCO_CHECK(p.scale > 0.f && std::abs(p.scale_log2 - p.scale * 1.4426950408889634f) <= 1e-5f * p.scale_log2,
+              "flash_fwd", "scale_log2 ", p.scale_log2, " must be scale ", p.scale, " * log2(e) with scale > 0");
+  LLOCO_CHECK(p.batch >= 0 && p.batch < 65536 && p.heads_q < 65536 && p.seqlen_q >= 0 && p.seqlen_k >= 0,
+              "flash_fwd", "grid out of range: batch ", p.batch, ", heads_q ", p.heads_q, ", seqlen_q ", p.seqlen_q,
+              ", seqlen_k ", p.seqlen_k);
+  if (p.batch == 0 || p.seqlen_q == 0) return;
+  if (p.is_bf16)
+    dispatch_head_dim<__nv_bfloat16>(p, stream);
+  else
+    dispatch_head_dim<__half>(p, stream);
+  CUDA_LAUNCH_CHECK(stream, "flash_fwd");
+}
+
+}  // namespace lloco::cuda_kernels

@@ -1,0 +1,174 @@
+// Warp-level tensor-core primitives for the flash-attention kernels (sm_80+, also valid on sm_90):
+// cp.async 16-byte global->shared copies with zero-fill, ldmatrix (x2/x4, plain and transposed),
+// mma.sync m16n8k16 (bf16 or f16 inputs, f32 accumulators), packing of f32 pairs into 16-bit
+// register pairs, quad (4-lane) reductions and an XOR-swizzled shared-memory tile layout.
+//
+// Fragment layouts of mma.sync.m16n8k16 (PTX ISA "Matrix Fragments for mma.m16n8k16"). With
+// lane = threadIdx.x % 32, g = lane / 4 (the "group", 0..7) and c = lane % 4 (the thread in the quad):
+//   A (16 x 16, row-major, 4 x b32 registers, each two 16-bit values, lower column in the low half):
+//     a[0] = A[g    ][2c, 2c+1]      a[1] = A[g + 8][2c, 2c+1]
+//     a[2] = A[g    ][2c+8, 2c+9]    a[3] = A[g + 8][2c+8, 2c+9]
+//   B (16 x 8, K x N, "col": 2 x b32 registers, each two values along K, lower k in the low half):
+//     b[0] = B[2c, 2c+1][g]          b[1] = B[2c+8, 2c+9][g]
+//   C/D (16 x 8, f32, 4 registers):
+//     d[0], d[1] = C[g    ][2c, 2c+1]
+//     d[2], d[3] = C[g + 8][2c, 2c+1]
+// So a row of C lives in one quad (lanes 4g..4g+3): row reductions are quad_max / quad_sum.
+// Because the C layout of two adjacent n-tiles (columns 0..7 and 8..15) equals the A layout of one
+// 16-wide k block, an f32 accumulator (e.g. softmax probabilities P) becomes an A operand in
+// registers: a = {pack(d0[0], d0[1]), pack(d0[2], d0[3]), pack(d1[0], d1[1]), pack(d1[2], d1[3])}.
+//
+// ldmatrix.m8n8.x4: lanes 8i..8i+7 give the row addresses (16 bytes each) of 8x8 matrix i, and
+// register r[i] receives matrix i with lane holding row g, columns 2c and 2c+1 (x2: lanes 0..15
+// give addresses, r[0], r[1]). With .trans, lane holds matrix i's column g, rows 2c and 2c+1.
+// Hence, for a row-major smem tile M (rows = 16-bit elements along a row):
+//   - A operand of rows r0..r0+15, cols k0..k0+15: ldmatrix_x4 with lane address
+//     M[r0 + (lane & 15)][k0 + (lane >> 4) * 8] gives a[0..3] in order.
+//   - B operand when M is stored N x K (e.g. K for S = Q K^T): ldmatrix_x4 with lane address
+//     M[n0 + (lane & 7) + ((lane >> 4) << 3)][k0 + ((lane >> 3) & 1) * 8] gives
+//     {r[0], r[1]} = b of n-tile n0..n0+7 and {r[2], r[3]} = b of n-tile n0+8..n0+15.
+//   - B operand when M is stored K x N (e.g. V for O = P V): ldmatrix_x4_trans with lane address
+//     M[k0 + (lane & 15)][n0 + (lane >> 4) * 8] gives the same two pairs.
+//
+// Shared-memory tiles use SwizzledTile<kCols>: row-major rows of kCols 16-bit elements where the
+// 16-byte chunk index is XORed with (row % 8). 8 consecutive rows read at the same logical chunk
+// land in 8 different 16-byte bank groups, so ldmatrix and row-wise cp.async are conflict-free.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace lloco::cuda_kernels::flash {
+
+// ---- cp.async --------------------------------------------------------------------------------------
+
+// Copies 16 bytes global -> shared (bypassing L1), or writes 16 zero bytes when !valid. Both
+// addresses must be 16-byte aligned, and gmem must be a mapped address even when !valid (pass
+// any in-bounds pointer, e.g. the tile base): no bytes are read from it then.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
+}
+
+// Closes the group of cp.async issued by this thread since the last commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Waits until at most N of this thread's committed groups are still in flight. Other threads'
+// copies become visible only after a following __syncthreads (or __syncwarp for warp-private data).
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// ---- ldmatrix ----------------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// The "memory" clobber keeps the compiler from moving these shared-memory reads across plain C++
+// stores to the same tile (e.g. an epilogue staging buffer) or across barriers.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem_row))
+               : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem_row))
+               : "memory");
+}
+
+// x2: lanes 0..15 give the addresses (lanes 16..31 must still pass a valid shared address).
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_addr(smem_row))
+               : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_addr(smem_row))
+               : "memory");
+}
+
+// ---- mma.sync m16n8k16 ---------------------------------------------------------------------------------
+
+// d += a * b (f32 accumulate), T = __nv_bfloat16 or __half.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
+                                                         const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <>
+__device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// ---- conversions -----------------------------------------------------------------------------------------
+
+// Rounds (lo, hi) to T (round-to-nearest-even) and packs them: lo in bits 0..15, hi in 16..31,
+// which is the order of two adjacent columns in an mma fragment register.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// ---- quad reductions ---------------------------------------------------------------------------------------
+
+// Reduce over the 4 lanes of a quad (lanes 4g..4g+3), i.e. over one row of an mma C fragment;
+// every lane of the quad gets the result. All 32 lanes must call.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// ---- swizzled shared-memory tiles -------------------------------------------------------------------------
+
+// Row-major tile of 16-bit elements with kCols per row (64 or 128: 8 or 16 chunks of 16 bytes).
+// The element (row, col) lives at offset(row, col); col must keep its 8-element chunk together
+// (any col works, but only a col % 8 == 0 address is a valid 16-byte cp.async/ldmatrix row).
+template <int kCols>
+struct SwizzledTile {
+  static_assert(kCols == 64 || kCols == 128, "swizzle assumes rows of 8 or 16 16-byte chunks");
+  static constexpr int kChunks = kCols / 8;
+  __device__ __forceinline__ static int offset(int row, int col) {
+    return row * kCols + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
+  }
+};
+
+}  // namespace lloco::cuda_kernels::flash
