@@ -20,6 +20,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from peer_timing import time_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 SWEEP_TOKENS = 16384
@@ -29,25 +30,6 @@ BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
 }
-
-
-def time_call(fn, min_time):
-    """Mean seconds per call: 2 warm-up calls, then batches of calls until min_time has elapsed."""
-    fn()
-    fn()
-    torch.cuda.synchronize()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    calls, elapsed, batch = 0, 0.0, 1
-    while elapsed < min_time and calls < 1000:
-        start.record()
-        for _ in range(batch):
-            fn()
-        stop.record()
-        stop.synchronize()
-        elapsed += start.elapsed_time(stop) * 1e-3
-        calls += batch
-        batch *= 2
-    return elapsed / calls
 
 
 def memcpy_gbps():
@@ -89,7 +71,7 @@ def sweep(min_time):
                                     def fn():
                                         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                                         torch.autograd.grad(out, (q, k, v), dout)
-                                sec = time_call(fn, min_time)
+                                sec = time_call(fn, min_time, max_calls=1000)
                             row.update(us=sec * 1e6, tflops=flops / sec / 1e12)
                         except Exception as e:  # a backend that does not take this shape
                             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"

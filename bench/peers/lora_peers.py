@@ -19,28 +19,10 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from peer_timing import time_call
 
 HIDDEN, RANK, ALPHA = 4096, 8, 16
 SCALE = ALPHA / RANK
-
-
-def time_call(fn, min_time):
-    """Mean seconds per call: 2 warm-up calls, then batches of calls until min_time has elapsed."""
-    fn()
-    fn()
-    torch.cuda.synchronize()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    calls, elapsed, batch = 0, 0.0, 1
-    while elapsed < min_time and calls < 5000:
-        start.record()
-        for _ in range(batch):
-            fn()
-        stop.record()
-        stop.synchronize()
-        elapsed += start.elapsed_time(stop) * 1e-3
-        calls += batch
-        batch *= 2
-    return elapsed / calls
 
 
 def normal(*shape, std=1.0):

@@ -69,6 +69,21 @@ AttnOutputs attention_plain(const AttnData& d, bool causal, double scale, bool w
   return run(d, d.q.dtype(), causal, scale, with_grads, true);
 }
 
+void set_flash_problem(cuda_kernels::FlashParams& p, int64_t B, int64_t Hq, int64_t Hkv, int64_t Tq, int64_t Tk,
+                       int64_t D, bool causal, DType dtype) {
+  p.batch = static_cast<int>(B);
+  p.heads_q = static_cast<int>(Hq);
+  p.heads_kv = static_cast<int>(Hkv);
+  p.seqlen_q = static_cast<int>(Tq);
+  p.seqlen_k = static_cast<int>(Tk);
+  p.head_dim = static_cast<int>(D);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  p.scale = static_cast<float>(scale);
+  p.scale_log2 = static_cast<float>(scale * 1.4426950408889634);  // log2(e)
+  p.causal = causal;
+  p.is_bf16 = dtype == DType::BF16;
+}
+
 double max_abs_err(const Tensor& got, const Tensor& ref) {
   LLOCO_CHECK(got.shape() == ref.shape(), "max_abs_err", "shapes ", got.str(), " vs ", ref.str());
   const std::vector<double> g = got.to(cpu()).to(DType::F64).contiguous().to_vector<double>();

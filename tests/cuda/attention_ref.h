@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "cuda/kernels/flash.h"
 
 namespace lloco::cuda_test {
 
@@ -31,6 +32,12 @@ struct AttnOutputs {
 AttnOutputs attention_exact(const AttnData& d, bool causal, double scale, bool with_grads);
 // Naive: composed attention (matmul, softmax, matmul) in the inputs' dtype on the CPU.
 AttnOutputs attention_plain(const AttnData& d, bool causal, double scale, bool with_grads);
+
+// The problem-size part of FlashParams: batch, heads, (max) lengths, head dim, default softmax
+// scale (1/sqrt(D), and its log2 form), causal flag and element type. Pointers and strides stay
+// with the caller.
+void set_flash_problem(cuda_kernels::FlashParams& p, int64_t B, int64_t Hq, int64_t Hkv, int64_t Tq, int64_t Tk,
+                       int64_t D, bool causal, DType dtype);
 
 // max |got - ref| over all elements, both read as f64 (got may live on the GPU). A NaN in got, or an
 // infinity that ref does not have at the same place, gives +inf; equal infinities count as 0.

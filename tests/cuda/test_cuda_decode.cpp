@@ -60,16 +60,7 @@ void run_decode(const AttnShape& s, DType dt, int64_t cap, uint64_t seed) {
   p.q_batch_stride = q.stride(0), p.q_head_stride = q.stride(1), p.q_row_stride = q.stride(2);
   p.k_batch_stride = k.stride(0), p.k_head_stride = k.stride(1), p.k_row_stride = k.stride(2);
   p.v_batch_stride = v.stride(0), p.v_head_stride = v.stride(1), p.v_row_stride = v.stride(2);
-  p.batch = static_cast<int>(s.B);
-  p.heads_q = static_cast<int>(s.Hq);
-  p.heads_kv = static_cast<int>(s.Hkv);
-  p.seqlen_q = static_cast<int>(s.Tq);
-  p.seqlen_k = static_cast<int>(s.Tk);
-  p.head_dim = static_cast<int>(s.D);
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
-  p.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)) * 1.4426950408889634);
-  p.causal = s.causal;
-  p.is_bf16 = dt == DType::BF16;
+  set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
   ASSERT_TRUE(cuda_kernels::flash_decode_supported(p));
 
   const int chosen = cuda_kernels::flash_decode_num_splits(p, cuda_kernels::device_sm_count());

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numbers>
 #include <string>
 #include <vector>
 
@@ -104,16 +103,7 @@ void check_dense(const AttnShape& s, DType dt, bool bthd, uint64_t seed) {
   p.lse = static_cast<float*>(lse.data_ptr());
   p.lse_batch_stride = lse.stride(0);
   p.lse_head_stride = lse.stride(1);
-  p.batch = static_cast<int>(s.B);
-  p.heads_q = static_cast<int>(s.Hq);
-  p.heads_kv = static_cast<int>(s.Hkv);
-  p.seqlen_q = static_cast<int>(s.Tq);
-  p.seqlen_k = static_cast<int>(s.Tk);
-  p.head_dim = static_cast<int>(s.D);
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
-  p.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)) * std::numbers::log2e);
-  p.causal = s.causal;
-  p.is_bf16 = dt == DType::BF16;
+  set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
   p.total_q = s.B * s.Tq;
   p.total_k = s.B * s.Tk;
   ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p)) << what;
@@ -203,18 +193,8 @@ void check_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>
   p.lse_head_stride = total_q;
   p.cu_seqlens_q = static_cast<const int32_t*>(cu_qg.data_ptr());
   p.cu_seqlens_k = static_cast<const int32_t*>(cu_kg.data_ptr());
-  p.batch = static_cast<int>(B);
-  p.heads_q = static_cast<int>(Hq);
-  p.heads_kv = static_cast<int>(Hkv);
-  for (int64_t b = 0; b < B; ++b) {
-    p.seqlen_q = std::max(p.seqlen_q, static_cast<int>(lens_q[b]));
-    p.seqlen_k = std::max(p.seqlen_k, static_cast<int>(lens_k[b]));
-  }
-  p.head_dim = static_cast<int>(D);
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  p.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)) * std::numbers::log2e);
-  p.causal = causal;
-  p.is_bf16 = dt == DType::BF16;
+  set_flash_problem(p, B, Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
+                    *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
   p.total_q = total_q;
   p.total_k = total_k;
   ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p));

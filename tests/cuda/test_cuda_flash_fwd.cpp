@@ -4,6 +4,7 @@
 // flash-attention's own tests do: error at most twice that of naive attention in the same dtype.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -24,11 +25,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kLseTol = 1e-3;
 
 enum class QkvLayout { BHTD, BTHD };
-
-void set_scale(FlashParams& p, int64_t D) {
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  p.scale_log2 = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)) * 1.4426950408889634);
-}
 
 // Strides (batch, row, head) of a contiguous tensor in `layout` order with the given sizes.
 void strides_of(QkvLayout layout, int64_t H, int64_t T, int64_t D, int64_t& batch, int64_t& row, int64_t& head) {
@@ -86,15 +82,7 @@ void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed) {
   p.lse = static_cast<float*>(lse.data_ptr());
   p.lse_batch_stride = s.Hq * s.Tq;
   p.lse_head_stride = s.Tq;
-  p.batch = static_cast<int>(s.B);
-  p.heads_q = static_cast<int>(s.Hq);
-  p.heads_kv = static_cast<int>(s.Hkv);
-  p.seqlen_q = static_cast<int>(s.Tq);
-  p.seqlen_k = static_cast<int>(s.Tk);
-  p.head_dim = static_cast<int>(s.D);
-  set_scale(p, s.D);
-  p.causal = s.causal;
-  p.is_bf16 = dt == DType::BF16;
+  set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -151,12 +139,7 @@ TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
   p.lse = static_cast<float*>(lse.data_ptr());
   p.lse_batch_stride = Hq * Tq;
   p.lse_head_stride = Tq;
-  p.batch = 1;
-  p.heads_q = p.heads_kv = static_cast<int>(Hq);
-  p.seqlen_q = static_cast<int>(Tq);
-  p.seqlen_k = 0;
-  p.head_dim = static_cast<int>(D);
-  set_scale(p, D);
+  set_flash_problem(p, 1, Hq, Hq, Tq, 0, D, false, DType::BF16);
   for (bool causal : {false, true}) {
     p.causal = causal;
     cuda_kernels::launch_flash_fwd(p, nullptr);
@@ -205,17 +188,8 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
   p.lse_head_stride = total_q;
   p.cu_seqlens_q = static_cast<const int32_t*>(cu_q_d.data_ptr());
   p.cu_seqlens_k = static_cast<const int32_t*>(cu_k_d.data_ptr());
-  p.batch = static_cast<int>(B);
-  p.heads_q = static_cast<int>(Hq);
-  p.heads_kv = static_cast<int>(Hkv);
-  for (size_t b = 0; b < B; ++b) {
-    p.seqlen_q = std::max(p.seqlen_q, static_cast<int>(lens_q[b]));
-    p.seqlen_k = std::max(p.seqlen_k, static_cast<int>(lens_k[b]));
-  }
-  p.head_dim = static_cast<int>(D);
-  set_scale(p, D);
-  p.causal = causal;
-  p.is_bf16 = dt == DType::BF16;
+  set_flash_problem(p, static_cast<int64_t>(B), Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
+                    *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
