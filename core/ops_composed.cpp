@@ -1,5 +1,6 @@
 // Composed fallbacks of the fused ops, built only from primitives: the test oracle and the
 // backward used when a backend lacks a fused backward kernel. Written for clarity, not speed.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -47,8 +48,18 @@ Tensor attention(const Tensor& q, const Tensor& k_in, const Tensor& v_in, const 
   if (opts.causal) {
     std::vector<float> m(static_cast<size_t>(Tq * Tk), 0.0f);
     for (int64_t i = 0; i < Tq; ++i)
-      for (int64_t j = i + (Tk - Tq) + 1; j < Tk; ++j) m[i * Tk + j] = -std::numeric_limits<float>::infinity();
+      for (int64_t j = std::max<int64_t>(0, i + (Tk - Tq) + 1); j < Tk; ++j)
+        m[i * Tk + j] = -std::numeric_limits<float>::infinity();
     scores = add(scores, from_vector<float>(m, {Tq, Tk}, q.dtype(), q.device()));
+    if (Tq > Tk) {
+      // The first Tq - Tk queries see no key: softmax over all -inf would be NaN, and the fused
+      // kernels define such rows as 0 (with zero gradients), so do the same here.
+      std::vector<float> sees(static_cast<size_t>(Tq));
+      for (int64_t i = 0; i < Tq; ++i) sees[i] = i + (Tk - Tq) >= 0 ? 1.0f : 0.0f;
+      const Tensor visible = from_vector<float>(sees, {Tq, 1}, q.dtype(), q.device());
+      scores = where(visible, scores, zeros({}, q.dtype(), q.device()));
+      return mul(matmul(softmax(scores, -1), v), visible);
+    }
   }
   return matmul(softmax(scores, -1), v);
 }
