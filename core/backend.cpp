@@ -33,6 +33,10 @@ void Backend::attention_varlen_bwd(TensorRef, TensorRef, TensorRef, TensorRef, T
                                    const AttentionParams&, Stream) {
   missing_kernel(*this, "attention_varlen_bwd");
 }
+void Backend::swiglu_fwd(TensorRef, TensorRef, TensorRef, Stream) { missing_kernel(*this, "swiglu_fwd"); }
+void Backend::swiglu_bwd(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, Stream) {
+  missing_kernel(*this, "swiglu_bwd");
+}
 void Backend::lora_matmul(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, const LoraMatmulParams&, Stream) {
   missing_kernel(*this, "lora_matmul");
 }

@@ -119,6 +119,11 @@ class Backend {
   // dx [N, D], dweight [D] (accumulated in f32 by the caller's dtype), from dy, x, weight, rstd
   virtual void rms_norm_bwd(TensorRef dx, TensorRef dweight, TensorRef dy, TensorRef x, TensorRef weight,
                             TensorRef rstd, Stream s) = 0;
+  // out = silu(gate) * up; out/gate/up contiguous, one shape and dtype; math in f32 (f64 for f64).
+  virtual void swiglu_fwd(TensorRef out, TensorRef gate, TensorRef up, Stream s);
+  // With sg = sigmoid(gate): dgate = dout * up * sg * (1 + gate * (1 - sg)), dup = dout * silu(gate);
+  // all contiguous, one shape and dtype.
+  virtual void swiglu_bwd(TensorRef dgate, TensorRef dup, TensorRef dout, TensorRef gate, TensorRef up, Stream s);
   // x/out [B, H, T, D]; cos/sin [B or 1, T, D/2] f32; inverse=true rotates by -angle (the backward)
   virtual void rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin, RopeStyle style,
                     bool inverse, Stream s) = 0;

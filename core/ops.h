@@ -1,6 +1,6 @@
 // Public ops. Each validates its inputs (errors name the op and both values), allocates the output,
 // dispatches to the device's Backend and records autograd. Binary ops broadcast numpy-style.
-// Fused ops (rms_norm, rope, attention, cross_entropy) have a composed fallback built from
+// Fused ops (rms_norm, swiglu, rope, attention, cross_entropy) have a composed fallback built from
 // primitives (namespace composed): the CPU oracle in tests and the default backward.
 #pragma once
 #include <cstdint>
@@ -76,6 +76,8 @@ Tensor copy(const Tensor& x);
 // ---- fused ops ----
 // x [..., D] * rsqrt(mean(x^2) + eps) * weight [D]; statistics in f32.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+// silu(gate) * up (LLaMA's MLP activation), gate/up of one shape; math in f32 (f64 for f64).
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 // Rotary tables for positions [T] or [B, T] (i32/i64): cos/sin [B|1, T, D/2] f32.
 // Linear RoPE scaling divides positions by `scaling` (HF rope_scaling {type: linear}).
 struct RopeTables { Tensor cos, sin; };
@@ -129,6 +131,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 
 namespace composed {
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 Tensor rope(const Tensor& x, const RopeTables& tables, RopeStyle style);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opts = {});
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);

@@ -17,6 +17,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   return mul(mul(xf, inv), weight.to(acc)).to(x.dtype());
 }
 
+Tensor swiglu(const Tensor& gate, const Tensor& up) { return mul(silu(gate), up); }
+
 Tensor rope(const Tensor& x, const RopeTables& tables, RopeStyle style) {
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), half = D / 2;
   Tensor c = tables.cos.to(x.dtype()).unsqueeze(1);  // [B|1, 1, T, D/2]

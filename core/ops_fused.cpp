@@ -236,4 +236,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   return div(sum(rows), sum(valid));
 }
 
+// ---- swiglu -------------------------------------------------------------------------------------
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  check_defined(gate, "swiglu", "gate");
+  check_defined(up, "swiglu", "up");
+  check_float(gate, "swiglu");
+  check_same_device(gate, up, "swiglu");
+  check_same_dtype(gate, up, "swiglu");
+  LLOCO_CHECK(gate.shape() == up.shape(), "swiglu", "gate ", gate.str(), " and up ", up.str(), " differ in shape");
+  Tensor g = gate.detach().contiguous(), u = up.detach().contiguous();
+  Tensor out = empty(g.shape(), g.dtype(), g.device());
+  if (out.numel() > 0) backend_of(g).swiglu_fwd(to_ref(out), to_ref(g), to_ref(u), stream_of(g));
+  return record(out, "swiglu", {gate, up}, [g, u](const Tensor& grad) {
+    Backend& be = backend_of(g);
+    if (!be.has_kernel("swiglu_bwd"))
+      return fallback_backward([](const std::vector<Tensor>& in) { return composed::swiglu(in[0], in[1]); }, {g, u},
+                               grad);
+    Tensor dg = empty(g.shape(), g.dtype(), g.device()), du = empty(u.shape(), u.dtype(), u.device());
+    if (dg.numel() > 0)
+      be.swiglu_bwd(to_ref(dg), to_ref(du), to_ref(grad.contiguous()), to_ref(g), to_ref(u), stream_of(g));
+    return std::vector<Tensor>{dg, du};
+  });
+}
+
 }  // namespace lloco

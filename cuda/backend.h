@@ -45,6 +45,8 @@ class CudaBackend final : public Backend {
   void rms_norm_fwd(TensorRef out, TensorRef rstd, TensorRef x, TensorRef weight, double eps, Stream s) override;
   void rms_norm_bwd(TensorRef dx, TensorRef dweight, TensorRef dy, TensorRef x, TensorRef weight, TensorRef rstd,
                     Stream s) override;
+  void swiglu_fwd(TensorRef out, TensorRef gate, TensorRef up, Stream s) override;  // backend_swiglu.cpp
+  void swiglu_bwd(TensorRef dgate, TensorRef dup, TensorRef dout, TensorRef gate, TensorRef up, Stream s) override;
   void rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin, RopeStyle style, bool inverse,
             Stream s) override;
   void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,

@@ -311,7 +311,7 @@ Tensor layer_forward(const LlamaModel& m, int64_t l, const LlamaLayer& L, const 
   const Tensor a = attention(q, k, v, opts).transpose(1, 2).reshape({B, S, H * Dh});
   const Tensor x1 = x + project(m, l, Proj::O, a, L.o_proj);
   const Tensor h2 = rms_norm(x1, L.post_norm, c.rms_norm_eps);
-  const Tensor mlp = silu(project(m, l, Proj::Gate, h2, L.gate_proj)) * project(m, l, Proj::Up, h2, L.up_proj);
+  const Tensor mlp = swiglu(project(m, l, Proj::Gate, h2, L.gate_proj), project(m, l, Proj::Up, h2, L.up_proj));
   return x1 + project(m, l, Proj::Down, mlp, L.down_proj);
 }
 

@@ -20,8 +20,16 @@ void BM_add_bf16(benchmark::State& state) {
   report_bandwidth(state, 3.0 * a.bytes, s);
 }
 
-// SwiGLU as the backend computes it: silu(gate) (unary), then * up (binary).
+// Fused SwiGLU forward (the MLP activation): read gate and up, write y.
 void BM_swiglu_bf16(benchmark::State& state) {
+  DevTensor g({kTokens / 2, 11008}, DType::BF16), u({kTokens / 2, 11008}, DType::BF16);
+  DevTensor y({kTokens / 2, 11008}, DType::BF16);
+  double s = time_loop(state, [&] { gpu().swiglu_fwd(y.ref, g.ref, u.ref, Stream{}); });
+  report_bandwidth(state, 3.0 * g.bytes, s);
+}
+
+// The same SwiGLU unfused, for comparison: silu(gate) (unary), then * up (binary), 5 tensors of traffic.
+void BM_swiglu_unfused_bf16(benchmark::State& state) {
   DevTensor g({kTokens / 2, 11008}, DType::BF16), u({kTokens / 2, 11008}, DType::BF16);
   DevTensor t({kTokens / 2, 11008}, DType::BF16), y({kTokens / 2, 11008}, DType::BF16);
   double s = time_loop(state, [&] {
@@ -111,6 +119,7 @@ void BM_adamw_f32(benchmark::State& state) {
 LLOCO_MEM_BENCH(BM_memcpy_d2d);
 LLOCO_MEM_BENCH(BM_add_bf16);
 LLOCO_MEM_BENCH(BM_swiglu_bf16);
+LLOCO_MEM_BENCH(BM_swiglu_unfused_bf16);
 LLOCO_MEM_BENCH(BM_cast_bf16_to_f32);
 LLOCO_MEM_BENCH(BM_transpose_copy_bf16);
 LLOCO_MEM_BENCH(BM_rms_norm_fwd_bf16);

@@ -169,6 +169,12 @@ class CpuBackend final : public Backend {
                     Stream) override {
     cpu_impl::rms_norm_bwd(dx, dw, dy, x, w, rstd);
   }
+  void swiglu_fwd(TensorRef out, TensorRef gate, TensorRef up, Stream) override {
+    cpu_impl::swiglu_fwd(out, gate, up);
+  }
+  void swiglu_bwd(TensorRef dgate, TensorRef dup, TensorRef dout, TensorRef gate, TensorRef up, Stream) override {
+    cpu_impl::swiglu_bwd(dgate, dup, dout, gate, up);
+  }
   void rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin, RopeStyle style, bool inverse,
             Stream) override {
     cpu_impl::rope(out, x, cos, sin, style, inverse);

@@ -107,6 +107,8 @@ void cross_entropy_bwd(TensorRef dlogits, TensorRef dloss, TensorRef logits, Ten
                        int64_t ignore_index);
 void rms_norm_fwd(TensorRef out, TensorRef rstd, TensorRef x, TensorRef weight, double eps);
 void rms_norm_bwd(TensorRef dx, TensorRef dweight, TensorRef dy, TensorRef x, TensorRef weight, TensorRef rstd);
+void swiglu_fwd(TensorRef out, TensorRef gate, TensorRef up);
+void swiglu_bwd(TensorRef dgate, TensorRef dup, TensorRef dout, TensorRef gate, TensorRef up);
 void rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin, RopeStyle style, bool inverse);
 void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
                    const AttentionParams& p);

@@ -1,4 +1,4 @@
-// CPU reference for the fused kernels: cross-entropy, RMSNorm, rotary embedding. Inputs are
+// CPU reference for the fused kernels: cross-entropy, RMSNorm, SwiGLU, rotary embedding. Inputs are
 // contiguous row-major (the ops guarantee it) except rope, which honours x's strides.
 #include <cmath>
 #include <limits>
@@ -81,6 +81,26 @@ void rms_norm_bwd(TensorRef dx, TensorRef dweight, TensorRef dy, TensorRef x, Te
     for (int64_t d = 0; d < D; ++d) dw[d] += local[d];
   }
   for (int64_t d = 0; d < D; ++d) store(dweight.data, dweight.dtype, d, dw[d]);
+}
+
+void swiglu_fwd(TensorRef out, TensorRef gate, TensorRef up) {
+  const int64_t n = gate.numel();
+#pragma omp parallel for schedule(static) if (n > kGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = load(gate.data, gate.dtype, i);
+    store(out.data, out.dtype, i, g / (1.0 + std::exp(-g)) * load(up.data, up.dtype, i));
+  }
+}
+
+void swiglu_bwd(TensorRef dgate, TensorRef dup, TensorRef dout, TensorRef gate, TensorRef up) {
+  const int64_t n = gate.numel();
+#pragma omp parallel for schedule(static) if (n > kGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = load(gate.data, gate.dtype, i), d = load(dout.data, dout.dtype, i);
+    const double sg = 1.0 / (1.0 + std::exp(-g));
+    store(dgate.data, dgate.dtype, i, d * load(up.data, up.dtype, i) * sg * (1.0 + g * (1.0 - sg)));
+    store(dup.data, dup.dtype, i, d * g * sg);
+  }
 }
 
 void rope(TensorRef out, TensorRef x, TensorRef cos, TensorRef sin, RopeStyle style, bool inverse) {

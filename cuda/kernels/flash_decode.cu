@@ -21,6 +21,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/kernels/flash.h"
+#include "cuda/kernels/flash_mma.cuh"
 
 namespace lloco::cuda_kernels {
 
@@ -71,26 +72,6 @@ int chunk_keys(const FlashParams& p, int num_splits) {
   return std::max(n, (per + n - 1) / n * n);
 }
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-#if __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-#else
-  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-#if __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-#endif
-}
-
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
   const Pack<T, 8> v = *reinterpret_cast<const Pack<T, 8>*>(p);
@@ -128,15 +109,15 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
     T* vs = ks + kN * kPitch;
     for (int i = tid; i < n_valid * nchunks; i += kThreads) {
       const int j = i / nchunks, c = i % nchunks;
-      cp_async16(ks + j * kPitch + c * 8, kg + (j0 + j) * p.k_row_stride + c * 8);
-      cp_async16(vs + j * kPitch + c * 8, vg + (j0 + j) * p.v_row_stride + c * 8);
+      flash::cp_async_16(ks + j * kPitch + c * 8, kg + (j0 + j) * p.k_row_stride + c * 8, true);
+      flash::cp_async_16(vs + j * kPitch + c * 8, vg + (j0 + j) * p.v_row_stride + c * 8, true);
     }
   };
   // Start the K/V stream first, then stage the queries while it is in flight.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < n_tiles) load_tile(s, s);
-    cp_async_commit();  // empty groups too, so the wait count below stays uniform
+    flash::cp_async_commit();  // empty groups too, so the wait count below stays uniform
   }
   for (int i = tid; i < rows * nchunks; i += kThreads) {
     const int r = i / nchunks, c = i % nchunks, rg = rb * kRows + r;
@@ -167,12 +148,12 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
     for (int e = 0; e < 8; ++e) acc[i][e] = 0.f;
 
   for (int it = 0; it < n_tiles; ++it) {
-    cp_async_wait<kStages - 2>();
+    flash::cp_async_wait<kStages - 2>();
     // Tile `it` has landed for every thread, and every thread is done with tile it - 1, whose stage
     // the next load overwrites, and with the probabilities in s_s.
     __syncthreads();
     if (it + kStages - 1 < n_tiles) load_tile(it + kStages - 1, (it + kStages - 1) % kStages);
-    cp_async_commit();
+    flash::cp_async_commit();
     const T* ks_tile = kv_s + (it % kStages) * 2 * kN * kPitch;
     const T* vs_tile = ks_tile + kN * kPitch;
     const int j0 = key_begin + it * kN, n_valid = min(kN, key_end - j0);
@@ -269,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
       }
     }
   }
-  cp_async_wait<0>();  // only empty groups can be pending; drained before the buffers are reused
+  flash::cp_async_wait<0>();  // only empty groups can be pending; drained before the buffers are reused
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int r = warp + i * kWarps;

@@ -96,6 +96,13 @@ std::vector<OpCase> build_table() {
         [](const In& x) { return composed::rms_norm(x[0], x[1], 1e-5); });
   fused("rms_norm/odd", {N({7, 13}), N({13})}, [](const In& x) { return rms_norm(x[0], x[1], 1e-6); },
         [](const In& x) { return composed::rms_norm(x[0], x[1], 1e-6); });
+  // 96 elements fill whole 16-byte packs; 91 and 66 leave tails (last dims 13 and 11, not multiples of 8).
+  fused("swiglu/fused", {N({4, 24}), N({4, 24})}, [](const In& x) { return swiglu(x[0], x[1]); },
+        [](const In& x) { return composed::swiglu(x[0], x[1]); });
+  fused("swiglu/fused_odd", {N({7, 13}), N({7, 13})}, [](const In& x) { return swiglu(x[0], x[1]); },
+        [](const In& x) { return composed::swiglu(x[0], x[1]); });
+  fused("swiglu/fused_3d", {N({2, 3, 11}), N({2, 3, 11})}, [](const In& x) { return swiglu(x[0], x[1]); },
+        [](const In& x) { return composed::swiglu(x[0], x[1]); });
   for (RopeStyle style : {RopeStyle::HalfRotate, RopeStyle::Interleaved}) {
     std::string nm = style == RopeStyle::HalfRotate ? "rope/half_rotate" : "rope/interleaved";
     auto tables = [](const Tensor& x) {

@@ -1,5 +1,5 @@
-// CUDA backend vs CPU backend for the fused kernels: cross-entropy, RMSNorm, RoPE, attention,
-// AdamW. Shapes are odd on purpose (tails, partial tiles, fully masked rows, GQA groups).
+// CUDA backend vs CPU backend for the fused kernels: cross-entropy, RMSNorm, SwiGLU, RoPE,
+// attention, AdamW. Shapes are odd on purpose (tails, partial tiles, fully masked rows, GQA groups).
 #include <cmath>
 #include <limits>
 
@@ -59,6 +59,56 @@ TEST_F(FusedTest, RmsNormForwardBackward) {
       expect_close_normalized(dx, std::max(2 * ulp_tol(dt), acc_tol(dt, 2e-5)), what + " dx");
       expect_close_normalized(dw, std::max(2 * ulp_tol(dt), acc_tol(dt, 2e-5)), what + " dweight");
     }
+}
+
+// The 1-D view from element 1 of b's storage: misaligned for 16-byte packs (element 0 stays poisoned).
+TensorRef from_second(TensorRef r, const Buf& b) {
+  r.data = static_cast<uint8_t*>(r.data) + dtype_size(b.dtype);
+  r.shape[0] -= 1;
+  return r;
+}
+
+TEST_F(FusedTest, SwigluForwardBackward) {
+  // Whole packs, packs + tail, and a row shorter than one pack.
+  const std::vector<std::vector<int64_t>> shapes = {{33, 4096}, {7, 1003}, {1, 5}};
+  for (const auto& shape : shapes)
+    for (DType dt : float_dtypes()) {
+      // Wide gate values reach both saturated ends of the sigmoid.
+      Buf gate = make_input(shape, dt, Layout::Contig, [](int64_t) { return std::normal_distribution<>(0, 4)(rng()); });
+      Buf up = make_input(shape, dt), out = make_output(shape, dt);
+      cpu().swiglu_fwd(out.href(), gate.href(), up.href(), stream());
+      gpu().swiglu_fwd(out.dref(), gate.dref(), up.dref(), stream());
+      std::string what = std::string("swiglu ") + dtype_name(dt) + " [" + std::to_string(shape[0]) + ", " +
+                         std::to_string(shape[1]) + "]";
+      expect_close(out, std::max(ulp_tol(dt), acc_tol(dt, 4e-6)), acc_tol(dt, 1e-6), what + " out");
+
+      Buf dout = make_input(shape, dt);
+      Buf dgate = make_output(shape, dt), dup = make_output(shape, dt);
+      cpu().swiglu_bwd(dgate.href(), dup.href(), dout.href(), gate.href(), up.href(), stream());
+      gpu().swiglu_bwd(dgate.dref(), dup.dref(), dout.dref(), gate.dref(), up.dref(), stream());
+      expect_close(dgate, std::max(2 * ulp_tol(dt), acc_tol(dt, 8e-6)), acc_tol(dt, 1e-6), what + " dgate");
+      expect_close(dup, std::max(ulp_tol(dt), acc_tol(dt, 4e-6)), acc_tol(dt, 1e-6), what + " dup");
+    }
+}
+
+TEST_F(FusedTest, SwigluMisalignedBuffers) {
+  const int64_t n = 1 + 8 * 37 + 5;  // storage; the views start at element 1
+  for (DType dt : float_dtypes()) {
+    Buf gate = make_input({n}, dt), up = make_input({n}, dt), dout = make_input({n}, dt);
+    Buf out = make_output({n}, dt), dgate = make_output({n}, dt), dup = make_output({n}, dt);
+    cpu().swiglu_fwd(from_second(out.href(), out), from_second(gate.href(), gate), from_second(up.href(), up),
+                     stream());
+    gpu().swiglu_fwd(from_second(out.dref(), out), from_second(gate.dref(), gate), from_second(up.dref(), up),
+                     stream());
+    cpu().swiglu_bwd(from_second(dgate.href(), dgate), from_second(dup.href(), dup), from_second(dout.href(), dout),
+                     from_second(gate.href(), gate), from_second(up.href(), up), stream());
+    gpu().swiglu_bwd(from_second(dgate.dref(), dgate), from_second(dup.dref(), dup), from_second(dout.dref(), dout),
+                     from_second(gate.dref(), gate), from_second(up.dref(), up), stream());
+    std::string what = std::string("swiglu misaligned ") + dtype_name(dt);
+    expect_close(out, std::max(ulp_tol(dt), acc_tol(dt, 4e-6)), acc_tol(dt, 1e-6), what + " out");
+    expect_close(dgate, std::max(2 * ulp_tol(dt), acc_tol(dt, 8e-6)), acc_tol(dt, 1e-6), what + " dgate");
+    expect_close(dup, std::max(ulp_tol(dt), acc_tol(dt, 4e-6)), acc_tol(dt, 1e-6), what + " dup");
+  }
 }
 
 TEST_F(FusedTest, RopeStylesInverseAndStridedViews) {
