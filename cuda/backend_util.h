@@ -1,5 +1,6 @@
 // Host-side helpers shared by the CudaBackend binding files (backend.cpp, backend_attention.cpp,
-// backend_lora.cpp): shape checks that name the op, and scratch memory from the caching allocator.
+// backend_lora.cpp, backend_swiglu.cpp): shape checks that name the op, and scratch memory from
+// the caching allocator.
 #pragma once
 #include <cstddef>
 
