@@ -28,14 +28,14 @@
 #include "models/kv_cache.h"
 #include "models/llama.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/models/hf_fixture.h"
 
 using namespace lloco;
 using namespace lloco::models;
+using namespace lloco::models::testing;
 
 namespace {
 
-const std::string kTiny = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/llama/expected.safetensors";
 constexpr double kF32Tol = 1e-4;       // the CPU parity bound of test_llama.cpp
 constexpr double kBf16RelNorm = 2e-2;  // see the file comment
 
@@ -44,11 +44,6 @@ using CudaLlama = cuda_test::CudaTest;
 DiffStats diff(const Tensor& got, const Tensor& ref) {
   EXPECT_EQ(shape_str(got.shape()), shape_str(ref.shape()));
   return compare_tensors(got.to(cpu()).to(DType::F32), ref.to(cpu()).to(DType::F32));
-}
-
-std::vector<int32_t> row_ids(const Tensor& t, int64_t row, int64_t from) {
-  const auto v = t.select(0, row).to_vector<int64_t>();
-  return std::vector<int32_t>(v.begin() + from, v.end());
 }
 
 // The fixture's two inputs: ids alone, or the LLoCO case (prefix embeddings before the ids).
@@ -63,8 +58,8 @@ ForwardInput fixture_input(const SafetensorsFile& ex, bool prefix, Device dev) {
 }  // namespace
 
 TEST_F(CudaLlama, F32LogitsAndHiddenMatchTransformers) {
-  const LlamaModel m = load_hf_model(kTiny).to(cuda());
-  const SafetensorsFile ex = load_safetensors(kExpected);
+  const LlamaModel m = load_hf_model(kTinyModelDir).to(cuda());
+  const SafetensorsFile ex = load_safetensors(kExpectedOutputs);
   const ForwardOutput a = m.forward(fixture_input(ex, false, cuda()));
   ASSERT_TRUE(a.logits.device() == cuda()) << a.logits.device().str();
   const double dl = diff(a.logits, ex.get("logits_ids")).max_abs, dh = diff(a.hidden, ex.get("hidden_ids")).max_abs;
@@ -79,9 +74,9 @@ TEST_F(CudaLlama, F32LogitsAndHiddenMatchTransformers) {
 }
 
 TEST_F(CudaLlama, Bf16LogitsTrackF32Cpu) {
-  const SafetensorsFile ex = load_safetensors(kExpected);
-  const LlamaModel f32_cpu = load_hf_model(kTiny);
-  const LlamaModel bf_cpu = load_hf_model(kTiny, {DType::BF16});
+  const SafetensorsFile ex = load_safetensors(kExpectedOutputs);
+  const LlamaModel f32_cpu = load_hf_model(kTinyModelDir);
+  const LlamaModel bf_cpu = load_hf_model(kTinyModelDir, {DType::BF16});
   const LlamaModel bf_gpu = bf_cpu.to(cuda());
   for (const bool prefix : {false, true}) {
     const Tensor ref = f32_cpu.forward(fixture_input(ex, prefix, lloco::cpu())).logits;
@@ -98,36 +93,11 @@ TEST_F(CudaLlama, Bf16LogitsTrackF32Cpu) {
 }
 
 TEST_F(CudaLlama, F32GreedyGenerationMatchesTransformers) {
-  const LlamaModel m = load_hf_model(kTiny).to(cuda());
-  const SafetensorsFile ex = load_safetensors(kExpected);
-  const std::vector<int32_t> prompt = row_ids(ex.get("greedy_prompt"), 0, 0);
-  const std::vector<int32_t> want = row_ids(ex.get("greedy_out"), 0, static_cast<int64_t>(prompt.size()));
-  GenerateOptions opts;
-  opts.max_new_tokens = static_cast<int64_t>(want.size());
-  EXPECT_EQ(generate(m, {prompt}, opts).tokens[0], want);
+  expect_greedy_matches_transformers(load_hf_model(kTinyModelDir).to(cuda()));
 }
 
 TEST_F(CudaLlama, F32LeftPaddedBatchGenerationMatchesTransformers) {
-  const LlamaModel m = load_hf_model(kTiny).to(cuda());
-  const SafetensorsFile ex = load_safetensors(kExpected);
-  const Tensor bp = ex.get("batch_prompt"), bm = ex.get("batch_mask"), out = ex.get("batch_out");
-  std::vector<std::vector<int32_t>> prompts;
-  for (int64_t b = 0; b < bp.size(0); ++b) {
-    const auto ids = row_ids(bp, b, 0), mask = row_ids(bm, b, 0);
-    std::vector<int32_t> p;
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (mask[i]) p.push_back(ids[i]);
-    prompts.push_back(p);
-  }
-  GenerateOptions opts;
-  opts.max_new_tokens = out.size(1) - bp.size(1);
-  const GenerateResult r = generate(m, prompts, opts);
-  for (int64_t b = 0; b < bp.size(0); ++b) {
-    std::vector<int32_t> want = row_ids(out, b, bp.size(1));
-    const auto eos = std::find(want.begin(), want.end(), 2);  // HF pads after EOS; we stop the row there
-    if (eos != want.end()) want.erase(eos + 1, want.end());
-    EXPECT_EQ(r.tokens[b], want) << "row " << b;
-  }
+  expect_left_padded_batch_matches_transformers(load_hf_model(kTinyModelDir).to(cuda()));
 }
 
 namespace {
@@ -160,7 +130,7 @@ Tensor random_ids(int64_t n, int64_t vocab, uint64_t seed) {
 }  // namespace
 
 TEST_F(CudaLlama, F32CachedDecodeEqualsFullForward) {
-  const LlamaModel m = load_hf_model(kTiny).to(cuda());
+  const LlamaModel m = load_hf_model(kTinyModelDir).to(cuda());
   const Tensor ids = random_ids(24, m.config.vocab_size, 5).to(cuda());
   NoGradGuard no_grad;
   ForwardInput full;

@@ -10,23 +10,18 @@
 #include "models/generate.h"
 #include "models/kv_cache.h"
 #include "models/tokenizer.h"
+#include "tests/models/hf_fixture.h"
 
 using namespace lloco;
 using namespace lloco::models;
+using namespace lloco::models::testing;
 
 namespace {
 
-const std::string kTiny = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/llama/expected.safetensors";
 const std::string kStoriesDir = std::string(LLOCO_SHARED_DATA_DIR) + "/models/stories260K";
 const std::string kGolden =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw "
     "a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to";
-
-std::vector<int32_t> row_ids(const Tensor& t, int64_t row, int64_t from) {
-  const auto v = t.select(0, row).to_vector<int64_t>();
-  return std::vector<int32_t>(v.begin() + from, v.end());
-}
 
 }  // namespace
 
@@ -82,38 +77,11 @@ TEST(Generate, CachedDecodeEqualsFullRecompute) {
 }
 
 TEST(GenerateHfParity, GreedyMatchesTransformers) {
-  const LlamaModel m = load_hf_model(kTiny);
-  const SafetensorsFile ex = load_safetensors(kExpected);
-  const std::vector<int32_t> prompt = row_ids(ex.get("greedy_prompt"), 0, 0);
-  const std::vector<int32_t> want = row_ids(ex.get("greedy_out"), 0, static_cast<int64_t>(prompt.size()));
-  GenerateOptions opts;
-  opts.max_new_tokens = static_cast<int64_t>(want.size());
-  EXPECT_EQ(generate(m, {prompt}, opts).tokens[0], want);
+  expect_greedy_matches_transformers(load_hf_model(kTinyModelDir));
 }
 
 TEST(GenerateHfParity, LeftPaddedBatchMatchesTransformers) {
-  const LlamaModel m = load_hf_model(kTiny);
-  const SafetensorsFile ex = load_safetensors(kExpected);
-  const Tensor bp = ex.get("batch_prompt"), bm = ex.get("batch_mask"), out = ex.get("batch_out");
-  std::vector<std::vector<int32_t>> prompts;
-  for (int64_t b = 0; b < bp.size(0); ++b) {
-    const auto ids = row_ids(bp, b, 0);
-    const auto mask = row_ids(bm, b, 0);
-    std::vector<int32_t> p;
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (mask[i]) p.push_back(ids[i]);
-    prompts.push_back(p);
-  }
-  GenerateOptions opts;
-  opts.max_new_tokens = out.size(1) - bp.size(1);
-  const GenerateResult r = generate(m, prompts, opts);
-  for (int64_t b = 0; b < bp.size(0); ++b) {
-    std::vector<int32_t> want = row_ids(out, b, bp.size(1));
-    // HF pads finished rows with pad_token_id after EOS; we stop the row at EOS.
-    const auto eos = std::find(want.begin(), want.end(), 2);
-    if (eos != want.end()) want.erase(eos + 1, want.end());
-    EXPECT_EQ(r.tokens[b], want) << "row " << b;
-  }
+  expect_left_padded_batch_matches_transformers(load_hf_model(kTinyModelDir));
 }
 
 TEST(Generate, BatchedEqualsIndividual) {
@@ -131,7 +99,7 @@ TEST(Generate, BatchedEqualsIndividual) {
 
 TEST(Generate, PrefixEmbeddingsEqualTheirTokens) {
   // Giving the first tokens as prefix embeddings must generate exactly what the tokens generate.
-  const LlamaModel m = load_hf_model(kTiny);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
   const std::vector<int32_t> all = {1, 17, 33, 9};
   GenerateOptions opts;
   opts.max_new_tokens = 8;

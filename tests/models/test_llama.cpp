@@ -14,15 +14,15 @@
 #include "core/safetensors.h"
 #include "models/checkpoint.h"
 #include "models/llama.h"
+#include "tests/models/hf_fixture.h"
 
 namespace fs = std::filesystem;
 using namespace lloco;
 using namespace lloco::models;
+using namespace lloco::models::testing;
 
 namespace {
 
-const std::string kTiny = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/llama/expected.safetensors";
 const std::string kStories = std::string(LLOCO_SHARED_DATA_DIR) + "/models/stories260K/stories260K.bin";
 
 fs::path temp_dir(const std::string& name) {
@@ -69,7 +69,7 @@ void write_text(const fs::path& p, const std::string& s) {
 }  // namespace
 
 TEST(LlamaConfig, ParsesHfConfig) {
-  const LlamaConfig c = LlamaConfig::from_json_file(kTiny + "/config.json");
+  const LlamaConfig c = LlamaConfig::from_json_file(kTinyModelDir + "/config.json");
   EXPECT_EQ(c.vocab_size, 64);
   EXPECT_EQ(c.hidden_size, 32);
   EXPECT_EQ(c.num_layers, 2);
@@ -115,8 +115,8 @@ TEST(LlamaConfig, ErrorsNameFileAndField) {
 }
 
 TEST(LlamaHfParity, LogitsAndHiddenFromIds) {
-  const LlamaModel m = load_hf_model(kTiny);
-  const SafetensorsFile ex = load_safetensors(kExpected);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
+  const SafetensorsFile ex = load_safetensors(kExpectedOutputs);
   ForwardInput in;
   in.input_ids = ex.get("ids");
   in.output_hidden = true;
@@ -129,8 +129,8 @@ TEST(LlamaHfParity, LogitsAndHiddenFromIds) {
 }
 
 TEST(LlamaHfParity, PrefixEmbeddingsAndInputsEmbeds) {
-  const LlamaModel m = load_hf_model(kTiny);
-  const SafetensorsFile ex = load_safetensors(kExpected);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
+  const SafetensorsFile ex = load_safetensors(kExpectedOutputs);
   ForwardInput in;
   in.prefix_embeddings = ex.get("prefix");  // [2, 3, 32]
   in.input_ids = ex.get("ids");             // [2, 7]
@@ -147,9 +147,9 @@ TEST(LlamaHfParity, PrefixEmbeddingsAndInputsEmbeds) {
 }
 
 TEST(LlamaCheckpoint, ShardedLoadEqualsSingleFile) {
-  const LlamaModel m = load_hf_model(kTiny);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
   const fs::path dir = temp_dir("sharded");
-  fs::copy_file(kTiny + "/config.json", dir / "config.json");
+  fs::copy_file(kTinyModelDir + "/config.json", dir / "config.json");
   const auto params = m.named_parameters();
   nlohmann::json index;
   std::vector<std::pair<std::string, Tensor>> shard[2];
@@ -170,20 +170,20 @@ TEST(LlamaCheckpoint, ShardedLoadEqualsSingleFile) {
 }
 
 TEST(LlamaCheckpoint, CastsOnLoadAndKeepsMmapWhenNot) {
-  const LlamaModel f32 = load_hf_model(kTiny);
+  const LlamaModel f32 = load_hf_model(kTinyModelDir);
   // Zero copy: the parameters sit at the file's relative offsets, i.e. inside one mapping of it.
-  const SafetensorsFile st = load_safetensors(kTiny + "/model.safetensors");
+  const SafetensorsFile st = load_safetensors(kTinyModelDir + "/model.safetensors");
   auto at = [](const Tensor& t) { return static_cast<const char*>(t.data_ptr()); };
   const auto params = f32.named_parameters();
   for (const auto& [name, t] : params)
     EXPECT_EQ(at(t) - at(params[0].second), at(st.get(name)) - at(st.get(params[0].first))) << name;
-  const LlamaModel bf = load_hf_model(kTiny, {DType::BF16});
+  const LlamaModel bf = load_hf_model(kTinyModelDir, {DType::BF16});
   EXPECT_EQ(bf.config.dtype, DType::BF16);
   EXPECT_TRUE(bitwise_equal(bf.layers[1].up_proj, f32.layers[1].up_proj.to(DType::BF16)));
 }
 
 TEST(LlamaCheckpoint, ErrorsNameTensorAndShapes) {
-  const LlamaModel m = load_hf_model(kTiny);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
   const auto good = m.named_parameters();
   auto without = good;
   without.erase(without.begin() + 3);
@@ -214,7 +214,7 @@ TEST(LlamaCheckpoint, ErrorsNameTensorAndShapes) {
 }
 
 TEST(LlamaCheckpoint, ExportRoundTripsBitwise) {
-  const LlamaModel m = load_hf_model(kTiny);
+  const LlamaModel m = load_hf_model(kTinyModelDir);
   const fs::path dir = temp_dir("export");
   export_hf_model(m, (dir / "out").string());
   const LlamaModel back = load_hf_model((dir / "out").string());
@@ -357,9 +357,9 @@ TEST(LlamaModel, GradientCheckpointingGivesSameGradients) {
 }
 
 TEST(LlamaModel, Bf16ForwardTracksF32) {
-  const LlamaModel f32 = load_hf_model(kTiny);
-  const LlamaModel bf = load_hf_model(kTiny, {DType::BF16});
-  const SafetensorsFile ex = load_safetensors(kExpected);
+  const LlamaModel f32 = load_hf_model(kTinyModelDir);
+  const LlamaModel bf = load_hf_model(kTinyModelDir, {DType::BF16});
+  const SafetensorsFile ex = load_safetensors(kExpectedOutputs);
   ForwardInput in;
   in.input_ids = ex.get("ids");
   in.prefix_embeddings = ex.get("prefix");  // f32 prefix, cast to the model dtype
