@@ -122,7 +122,8 @@ struct LoraSegments {
 // weights stacked over L adapters) -> [N, O] with row n = scale * b[l] (a[l] x[n]), l its adapter.
 // Differentiable in x, a and b.
 Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scale, const LoraSegments& seg);
-// linear(x, weight) + lora_delta(x, a, b, scale, seg) for x [..., I] (rows = all leading dims).
+// linear(x, weight) + lora_delta(x, a, b, scale, seg) for x [..., I] (rows = all leading dims), computed
+// in one output buffer (the expand accumulates into the GEMM result). Differentiable in all four.
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const Tensor& b, double scale,
                    const LoraSegments& seg);
 

@@ -3,6 +3,7 @@
 // Host copies of the assignment are validated here so kernels can trust them.
 #include <limits>
 
+#include "core/autograd.h"
 #include "core/ops_common.h"
 
 namespace lloco {
@@ -141,13 +142,49 @@ Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scal
   });
 }
 
+// One output buffer: the base projection is written by the GEMM and the low-rank expand accumulates
+// into it, so LoRA costs the shrink plus one read-modify-write of y instead of a second [N, O]
+// tensor and an add.
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const Tensor& b, double scale,
                    const LoraSegments& seg) {
-  check_defined(x, "lora_linear", "x");
-  LLOCO_CHECK(x.dim() >= 1, "lora_linear", "x must have a feature dim, got ", x.str());
-  Tensor y = linear(x, weight);
-  Tensor delta = lora_delta(x.reshape({-1, x.size(-1)}), a, b, scale, seg);
-  return add(y, delta.reshape(y.shape()));
+  const char* op = "lora_linear";
+  check_defined(x, op, "x");
+  check_defined(weight, op, "weight");
+  LLOCO_CHECK(x.dim() >= 1, op, "x must have a feature dim, got ", x.str());
+  LLOCO_CHECK(weight.dim() == 2, op, "weight must be [O, I], got ", weight.str());
+  const Tensor x2 = x.reshape({-1, x.size(-1)});
+  check_lora(x2, a, b, seg, op);
+  check_same_dtype(x, weight, op);
+  check_same_device(x, weight, op);
+  LLOCO_CHECK_EQ(weight.size(1), x.size(-1), op, "weight in-features vs x features");
+  LLOCO_CHECK_EQ(weight.size(0), b.size(1), op, "weight out-features vs b ([L, O, r] dim 1)");
+  Tensor xd = x2.detach(), wd = weight.detach(), ad = a.detach(), bd = b.detach();
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = matmul(xd, wd.transpose(0, 1)).contiguous();  // [N, O]
+  }
+  Tensor t = lora_matmul_new(xd, ad, seg, 1.0, true);  // [N, r]
+  lora_matmul_into(y, t, bd, seg, scale, true, true);
+  const bool gx = x.requires_grad(), gw = weight.requires_grad(), ga = a.requires_grad(), gb = b.requires_grad();
+  y = record(y, op, {x2, weight, a, b}, [xd, wd, ad, bd, t, seg, scale, gx, gw, ga, gb](const Tensor& g) {
+    const int64_t L = ad.size(0);
+    Tensor dx, dw, da, db;
+    if (gw) dw = matmul(g.transpose(0, 1), xd);  // [O, I]
+    if (gb) db = lora_weight_grad_new(g, t, L, seg, scale);
+    if (gx || ga) {
+      Tensor dt = lora_matmul_new(g, bd, seg, scale, false);  // [N, r]
+      if (ga) da = lora_weight_grad_new(dt, xd, L, seg, 1.0);
+      if (gx) {
+        dx = matmul(g, wd).contiguous();  // [N, I]
+        lora_matmul_into(dx, dt, ad, seg, 1.0, false, true);
+      }
+    }
+    return std::vector<Tensor>{dx, dw, da, db};
+  });
+  Shape out_shape = x.shape();
+  out_shape.back() = weight.size(0);
+  return y.reshape(out_shape);
 }
 
 // ---- composed oracle ----------------------------------------------------------------------------

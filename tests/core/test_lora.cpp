@@ -310,7 +310,8 @@ TEST(Lora, ErrorsNameOpFieldAndValues) {
                {"[LoraSegments::by_segment]", "non-decreasing", "indptr[1] = 3", "indptr[2] = 2"});
   expect_error([] { LoraSegments::by_segment({0, 3}, {0, 1}, cpu()); },
                {"[LoraSegments::by_segment]", "S + 1 = 3", "got 2"});
-  expect_error([&] { lora_linear(x, randn({6, 4}, 7), a, b, 1.0, seg); }, {"[linear]", "5", "4"});
+  expect_error([&] { lora_linear(x, randn({6, 4}, 7), a, b, 1.0, seg); },
+               {"[lora_linear]", "weight in-features", "4 vs 5"});
 }
 
 }  // namespace
