@@ -14,6 +14,13 @@
 #include "cuda/common.h"
 #include "cuda/kernels/layout.h"
 
+// Kernel launches and dynamic shared memory are spelled as macros so that the simt CPU executor
+// (cuda/simt/simt.h, which defines its own versions) can compile the same sources as host C++.
+#if !defined(LLOCO_SIMT)
+#define LLOCO_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define LLOCO_DYNAMIC_SMEM(type, name, alignment) extern __shared__ __align__(alignment) type name[]
+#endif
+
 namespace lloco::cuda_kernels {
 
 // ---- dtype dispatch (host) ------------------------------------------------------------------------

@@ -80,9 +80,9 @@ void launch_adamw(void* param, void* m, void* v, DType dt, const void* grad, DTy
       auto* m2 = static_cast<T*>(v);
       auto* g = static_cast<const G*>(grad);
       if (vec)
-        adamw_kernel<T, G, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(w, m1, m2, g, n, c);
+        LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, adamw_kernel<T, G, V>)(w, m1, m2, g, n, c);
       else
-        adamw_kernel<T, G, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(w, m1, m2, g, n, c);
+        LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, adamw_kernel<T, G, 1>)(w, m1, m2, g, n, c);
     });
   });
   CUDA_LAUNCH_CHECK(stream, "adamw");

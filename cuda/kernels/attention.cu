@@ -37,7 +37,7 @@ __device__ __forceinline__ A row_dot(const A* s_row, const T* g_row, int64_t str
 template <typename T>
 __global__ void attn_fwd_kernel(T* out, void* lse, DType lse_dt, const T* q, const T* k, const T* v, AttnArgs a) {
   using A = acc_t<T>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 16);
   A* q_s = reinterpret_cast<A*>(smem_raw);
   A* acc_s = q_s + a.D;
   A* p_s = acc_s + a.D;
@@ -88,7 +88,7 @@ template <typename T>
 __global__ void attn_bwd_dq_kernel(AttnGrads g, const T* dout, const T* q, const T* k, const T* v, const T* out,
                                    const void* lse, DType lse_dt, AttnArgs a, acc_t<T>* delta) {
   using A = acc_t<T>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 16);
   A* q_s = reinterpret_cast<A*>(smem_raw);
   A* do_s = q_s + a.D;
   A* dq_s = do_s + a.D;
@@ -142,7 +142,7 @@ template <typename T>
 __global__ void attn_bwd_dkdv_kernel(AttnGrads g, const T* dout, const T* q, const T* k, const T* v, const void* lse,
                                      DType lse_dt, AttnArgs a, const acc_t<T>* delta) {
   using A = acc_t<T>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 16);
   A* k_s = reinterpret_cast<A*>(smem_raw);
   A* v_s = k_s + a.D;
   A* dk_s = v_s + a.D;
@@ -226,7 +226,7 @@ void launch_attention_fwd(void* out, void* lse, DType lse_dt, const void* q, con
     using A = acc_t<T>;
     size_t smem = (2 * static_cast<size_t>(a.D) + kTile) * sizeof(A);
     set_smem(attn_fwd_kernel<T>, smem);
-    attn_fwd_kernel<T><<<grid, kTile, smem, stream>>>(static_cast<T*>(out), lse, lse_dt, static_cast<const T*>(q),
+    LLOCO_LAUNCH(grid, kTile, smem, stream, attn_fwd_kernel<T>)(static_cast<T*>(out), lse, lse_dt, static_cast<const T*>(q),
                                                       static_cast<const T*>(k), static_cast<const T*>(v), a);
   });
   CUDA_LAUNCH_CHECK(stream, "attention_fwd");
@@ -248,7 +248,7 @@ void launch_attention_bwd(const AttnGrads& g, const void* dout, const void* q, c
       size_t smem = (3 * static_cast<size_t>(a.D) + kTile) * sizeof(A);
       set_smem(attn_bwd_dq_kernel<T>, smem);
       dim3 grid(static_cast<unsigned>(a.Tq), static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B));
-      attn_bwd_dq_kernel<T><<<grid, kTile, smem, stream>>>(
+      LLOCO_LAUNCH(grid, kTile, smem, stream, attn_bwd_dq_kernel<T>)(
           g, static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
           static_cast<const T*>(out), lse, lse_dt, a, delta);
       CUDA_LAUNCH_CHECK(stream, "attention_bwd");
@@ -257,7 +257,7 @@ void launch_attention_bwd(const AttnGrads& g, const void* dout, const void* q, c
       size_t smem = (4 * static_cast<size_t>(a.D) + 2 * kTile) * sizeof(A);
       set_smem(attn_bwd_dkdv_kernel<T>, smem);
       dim3 grid(static_cast<unsigned>(a.Tk), static_cast<unsigned>(a.Hkv), static_cast<unsigned>(a.B));
-      attn_bwd_dkdv_kernel<T><<<grid, kTile, smem, stream>>>(g, static_cast<const T*>(dout), static_cast<const T*>(q),
+      LLOCO_LAUNCH(grid, kTile, smem, stream, attn_bwd_dkdv_kernel<T>)(g, static_cast<const T*>(dout), static_cast<const T*>(q),
                                                              static_cast<const T*>(k), static_cast<const T*>(v), lse,
                                                              lse_dt, a, delta);
     }

@@ -124,10 +124,10 @@ void launch_cross_entropy_fwd(RowVec loss, RowVec lse, Matrix logits, RowVec tar
     const T* x = static_cast<const T*>(logits.data);
     unsigned grid = static_cast<unsigned>(logits.rows);
     if (rows_vectorizable<T>(logits))
-      ce_fwd_kernel<T, kVec<T>><<<grid, kThreads, 0, stream>>>(loss, lse, x, logits.cols, logits.row_stride, 1,
+      LLOCO_LAUNCH(grid, kThreads, 0, stream, ce_fwd_kernel<T, kVec<T>>)(loss, lse, x, logits.cols, logits.row_stride, 1,
                                                                targets, ignore_index, err);
     else
-      ce_fwd_kernel<T, 1><<<grid, kThreads, 0, stream>>>(loss, lse, x, logits.cols, logits.row_stride,
+      LLOCO_LAUNCH(grid, kThreads, 0, stream, ce_fwd_kernel<T, 1>)(loss, lse, x, logits.cols, logits.row_stride,
                                                          logits.col_stride, targets, ignore_index, err);
   });
   CUDA_LAUNCH_CHECK(stream, "cross_entropy_fwd");
@@ -143,10 +143,10 @@ void launch_cross_entropy_bwd(Matrix dlogits, RowVec dloss, Matrix logits, RowVe
     T* dx = static_cast<T*>(dlogits.data);
     unsigned grid = static_cast<unsigned>(logits.rows);
     if (rows_vectorizable<T>(logits) && rows_vectorizable<T>(dlogits))
-      ce_bwd_kernel<T, kVec<T>><<<grid, kThreads, 0, stream>>>(dx, dlogits.row_stride, 1, dloss, x, logits.cols,
+      LLOCO_LAUNCH(grid, kThreads, 0, stream, ce_bwd_kernel<T, kVec<T>>)(dx, dlogits.row_stride, 1, dloss, x, logits.cols,
                                                                logits.row_stride, 1, lse, targets, ignore_index);
     else
-      ce_bwd_kernel<T, 1><<<grid, kThreads, 0, stream>>>(dx, dlogits.row_stride, dlogits.col_stride, dloss, x,
+      LLOCO_LAUNCH(grid, kThreads, 0, stream, ce_bwd_kernel<T, 1>)(dx, dlogits.row_stride, dlogits.col_stride, dloss, x,
                                                          logits.cols, logits.row_stride, logits.col_stride, lse,
                                                          targets, ignore_index);
   });

@@ -88,11 +88,11 @@ void fill_words(void* out, Dims d, Strides so, W value, cudaStream_t stream) {
   if (is_dense(d, ops, 1)) {
     constexpr int V = kVec<W>;
     if (aligned16(out))
-      fill_dense_kernel<W, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(static_cast<W*>(out), n, value);
+      LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, fill_dense_kernel<W, V>)(static_cast<W*>(out), n, value);
     else
-      fill_dense_kernel<W, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<W*>(out), n, value);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, fill_dense_kernel<W, 1>)(static_cast<W*>(out), n, value);
   } else {
-    fill_strided_kernel<W><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<W*>(out), {{so}}, d, n, value);
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, fill_strided_kernel<W>)(static_cast<W*>(out), {{so}}, d, n, value);
   }
   CUDA_LAUNCH_CHECK(stream, "fill");
 }
@@ -148,9 +148,9 @@ void cast_dense(void* out, const void* in, int64_t n, cudaStream_t stream) {
   bool vec = (reinterpret_cast<uintptr_t>(out) % (sizeof(To) * V)) == 0 &&
              (reinterpret_cast<uintptr_t>(in) % (sizeof(Ti) * V)) == 0;
   if (vec)
-    cast_dense_kernel<To, Ti, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(o, a, n);
+    LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, cast_dense_kernel<To, Ti, V>)(o, a, n);
   else
-    cast_dense_kernel<To, Ti, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, a, n);
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, cast_dense_kernel<To, Ti, 1>)(o, a, n);
 }
 
 bool is_half_or_f32(DType dt) { return dt == DType::F32 || dt == DType::F16 || dt == DType::BF16; }
@@ -312,13 +312,13 @@ void launch_copy(void* out, DType out_dt, Strides so, const void* in, DType in_d
   } else if (out_dt == in_dt) {
     OperandStrides<2> st{{so, si}};
     switch (dtype_size(out_dt)) {
-      case 2: copy_strided_kernel<uint16_t><<<grid, kThreads, 0, stream>>>(static_cast<uint16_t*>(out), static_cast<const uint16_t*>(in), st, d, n); break;
-      case 4: copy_strided_kernel<uint32_t><<<grid, kThreads, 0, stream>>>(static_cast<uint32_t*>(out), static_cast<const uint32_t*>(in), st, d, n); break;
-      default: copy_strided_kernel<uint64_t><<<grid, kThreads, 0, stream>>>(static_cast<uint64_t*>(out), static_cast<const uint64_t*>(in), st, d, n); break;
+      case 2: LLOCO_LAUNCH(grid, kThreads, 0, stream, copy_strided_kernel<uint16_t>)(static_cast<uint16_t*>(out), static_cast<const uint16_t*>(in), st, d, n); break;
+      case 4: LLOCO_LAUNCH(grid, kThreads, 0, stream, copy_strided_kernel<uint32_t>)(static_cast<uint32_t*>(out), static_cast<const uint32_t*>(in), st, d, n); break;
+      default: LLOCO_LAUNCH(grid, kThreads, 0, stream, copy_strided_kernel<uint64_t>)(static_cast<uint64_t*>(out), static_cast<const uint64_t*>(in), st, d, n); break;
     }
   } else {
     bool ints = dtype_is_int(out_dt) && dtype_is_int(in_dt);
-    copy_generic_kernel<<<grid, kThreads, 0, stream>>>(out, out_dt, in, in_dt, ints, {{so, si}}, d, n);
+    LLOCO_LAUNCH(grid, kThreads, 0, stream, copy_generic_kernel)(out, out_dt, in, in_dt, ints, {{so, si}}, d, n);
   }
   CUDA_LAUNCH_CHECK(stream, "copy");
 }
@@ -332,7 +332,7 @@ __global__ void arange_kernel(void* out, DType dt, int64_t n, int64_t stride, do
 
 void launch_arange(void* out, DType dt, int64_t n, int64_t stride, double start, double step, cudaStream_t stream) {
   if (n == 0) return;
-  arange_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, dt, n, stride, start, step);
+  LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, arange_kernel)(out, dt, n, stride, start, step);
   CUDA_LAUNCH_CHECK(stream, "arange");
 }
 
@@ -343,7 +343,7 @@ void launch_unary(UnaryOp op, void* out, DType out_dt, Strides so, const void* i
   Strides* ops[2] = {&so, &si};
   coalesce(d, ops, 2);
   if (out_dt != in_dt) {
-    unary_generic_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, out_dt, in, in_dt, {{so, si}}, d, n, op,
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, unary_generic_kernel)(out, out_dt, in, in_dt, {{so, si}}, d, n, op,
                                                                           param);
     CUDA_LAUNCH_CHECK(stream, "unary");
     return;
@@ -358,11 +358,11 @@ void launch_unary(UnaryOp op, void* out, DType out_dt, Strides so, const void* i
     auto* x = static_cast<const T*>(in);
     A p = static_cast<A>(param);
     if (vec)
-      unary_dense_kernel<T, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(o, x, n, op, p);
+      LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, unary_dense_kernel<T, V>)(o, x, n, op, p);
     else if (dense)
-      unary_dense_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, x, n, op, p);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, unary_dense_kernel<T, 1>)(o, x, n, op, p);
     else
-      unary_strided_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, x, {{so, si}}, d, n, op, p);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, unary_strided_kernel<T>)(o, x, {{so, si}}, d, n, op, p);
   });
   CUDA_LAUNCH_CHECK(stream, "unary");
 }
@@ -374,7 +374,7 @@ void launch_binary(BinaryOp op, void* out, DType out_dt, Strides so, const void*
   Strides* ops[3] = {&so, &sa, &sb};
   coalesce(d, ops, 3);
   if (out_dt != a_dt || out_dt != b_dt) {
-    binary_generic_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(out, out_dt, a, a_dt, b, b_dt,
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, binary_generic_kernel)(out, out_dt, a, a_dt, b, b_dt,
                                                                            {{so, sa, sb}}, d, n, op);
     CUDA_LAUNCH_CHECK(stream, "binary");
     return;
@@ -388,11 +388,11 @@ void launch_binary(BinaryOp op, void* out, DType out_dt, Strides so, const void*
     auto* x = static_cast<const T*>(a);
     auto* y = static_cast<const T*>(b);
     if (vec)
-      binary_dense_kernel<T, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(o, x, y, n, op);
+      LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, binary_dense_kernel<T, V>)(o, x, y, n, op);
     else if (dense)
-      binary_dense_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, x, y, n, op);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, binary_dense_kernel<T, 1>)(o, x, y, n, op);
     else
-      binary_strided_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, x, y, {{so, sa, sb}}, d, n, op);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, binary_strided_kernel<T>)(o, x, y, {{so, sa, sb}}, d, n, op);
   });
   CUDA_LAUNCH_CHECK(stream, "binary");
 }
@@ -406,14 +406,14 @@ void launch_where(void* out, DType out_dt, Strides so, const void* cond, DType c
   OperandStrides<4> st{{so, sc, sa, sb}};
   unsigned grid = grid_for(n, kThreads);
   if (out_dt != a_dt || out_dt != b_dt) {
-    where_generic_kernel<<<grid, kThreads, 0, stream>>>(out, out_dt, cond, cond_dt, a, a_dt, b, b_dt, st, d, n);
+    LLOCO_LAUNCH(grid, kThreads, 0, stream, where_generic_kernel)(out, out_dt, cond, cond_dt, a, a_dt, b, b_dt, st, d, n);
     CUDA_LAUNCH_CHECK(stream, "where");
     return;
   }
   switch (dtype_size(out_dt)) {
-    case 2: where_kernel<uint16_t><<<grid, kThreads, 0, stream>>>(static_cast<uint16_t*>(out), cond, cond_dt, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), st, d, n); break;
-    case 4: where_kernel<uint32_t><<<grid, kThreads, 0, stream>>>(static_cast<uint32_t*>(out), cond, cond_dt, static_cast<const uint32_t*>(a), static_cast<const uint32_t*>(b), st, d, n); break;
-    default: where_kernel<uint64_t><<<grid, kThreads, 0, stream>>>(static_cast<uint64_t*>(out), cond, cond_dt, static_cast<const uint64_t*>(a), static_cast<const uint64_t*>(b), st, d, n); break;
+    case 2: LLOCO_LAUNCH(grid, kThreads, 0, stream, where_kernel<uint16_t>)(static_cast<uint16_t*>(out), cond, cond_dt, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), st, d, n); break;
+    case 4: LLOCO_LAUNCH(grid, kThreads, 0, stream, where_kernel<uint32_t>)(static_cast<uint32_t*>(out), cond, cond_dt, static_cast<const uint32_t*>(a), static_cast<const uint32_t*>(b), st, d, n); break;
+    default: LLOCO_LAUNCH(grid, kThreads, 0, stream, where_kernel<uint64_t>)(static_cast<uint64_t*>(out), cond, cond_dt, static_cast<const uint64_t*>(a), static_cast<const uint64_t*>(b), st, d, n); break;
   }
   CUDA_LAUNCH_CHECK(stream, "where");
 }

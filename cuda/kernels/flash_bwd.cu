@@ -82,7 +82,7 @@ void run_flash_bwd(const FlashBwdParams& p, float* dq_accum, float* delta, cudaS
   using Tr = BwdTraits<kD>;
   if (p.seqlen_q > 0) {
     dim3 grid((p.seqlen_q + kRowWarps - 1) / kRowWarps, p.heads_q, p.batch);
-    flash_bwd_prep_kernel<T, kD><<<grid, kRowWarps * 32, 0, stream>>>(p, dq_accum, delta);
+    LLOCO_LAUNCH(grid, kRowWarps * 32, 0, stream, flash_bwd_prep_kernel<T, kD>)(p, dq_accum, delta);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd prep");
   }
   if (p.seqlen_k > 0) {
@@ -93,12 +93,12 @@ void run_flash_bwd(const FlashBwdParams& p, float* dq_accum, float* delta, cudaS
     // Key tiles vary slowest: under causal masking the first tiles carry the most query tiles, so
     // they start first (longest-first scheduling shortens the tail).
     dim3 grid(p.heads_kv, p.batch, (p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN);
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p, dq_accum, delta);
+    LLOCO_LAUNCH(grid, Tr::kThreads, Tr::kSmemBytes, stream, kernel)(p, dq_accum, delta);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd main");
   }
   if (p.seqlen_q > 0) {
     dim3 grid((p.seqlen_q + kRowWarps - 1) / kRowWarps, p.heads_q, p.batch);
-    flash_bwd_convert_dq_kernel<T, kD><<<grid, kRowWarps * 32, 0, stream>>>(p, dq_accum);
+    LLOCO_LAUNCH(grid, kRowWarps * 32, 0, stream, flash_bwd_convert_dq_kernel<T, kD>)(p, dq_accum);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd convert dq");
   }
 }

@@ -21,8 +21,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
+#include "cuda/common.cuh"
 #include "cuda/kernels/flash.h"
 #include "cuda/kernels/flash_mma.cuh"
 
@@ -55,19 +58,31 @@ struct BwdTraits {
 // addresses as 32-bit offsets (half the registers of generic pointers). The memory clobbers keep
 // shared-memory reads and writes in program order around the barriers.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, false>(r, ::lloco::simt::shared_pointer(addr, 16));
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr)
                : "memory");
+#endif
 }
 __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, true>(r, ::lloco::simt::shared_pointer(addr, 16));
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr)
                : "memory");
+#endif
 }
 __device__ __forceinline__ void sts_u32(uint32_t addr, uint32_t v) {
+#if defined(LLOCO_SIMT)
+  std::memcpy(::lloco::simt::shared_pointer(addr, 4), &v, 4);
+#else
   asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+#endif
 }
 
 // Per-lane byte offsets of ldmatrix row addresses in a SwizzledTile<kCols>. A lane's row is
@@ -88,9 +103,14 @@ struct LaneAddr {
 
 // 2^x; ex2.approx maps -inf to +0, which is how masked scores vanish.
 __device__ __forceinline__ float bwd_exp2(float x) {
+#if defined(LLOCO_SIMT)
+  const float y = std::exp2(x);
+  return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;  // .ftz flushes subnormal results
+#else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+#endif
 }
 
 // Two adjacent n-tiles from one ldmatrix_x4 result: r[0..1] is n-tile 0's B, r[2..3] n-tile 1's.
@@ -162,7 +182,7 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
   constexpr int kN = Tr::kBlockN, kM = Tr::kBlockM, kThreads = Tr::kThreads;
   using Ds = SwizzledTile<kM>;
   constexpr float kLog2e = 1.4426950408889634f;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 128);
   T* sK = reinterpret_cast<T*>(smem_raw);
   T* sV = sK + Tr::kKVElems;
   T* sQ = sV + Tr::kKVElems;       // [2][kM][kD]

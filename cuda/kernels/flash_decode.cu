@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
                                                                       float* o_ws, float* lse_ws) {
   using Tr = DecodeTraits<kMaxD>;
   constexpr int kN = Tr::kN, kPitch = Tr::kPitch, kStages = Tr::kStages;
-  extern __shared__ __align__(16) unsigned char smem[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem, 16);
   T* kv_s = reinterpret_cast<T*>(smem);                       // [kStages][2 (K, V)][kN][kPitch]
   float* q_s = reinterpret_cast<float*>(smem + Tr::kKvBytes);  // [kRows][kMaxD], times scale * log2(e)
   float* s_s = q_s + kRows * kMaxD;                            // [kRows][kN] scores, then probabilities
@@ -324,7 +324,7 @@ void launch_split(const FlashParams& p, int num_splits, float* o_ws, float* lse_
   (void)configured;
   dim3 grid(static_cast<unsigned>(row_blocks(p) * num_splits), static_cast<unsigned>(p.heads_kv),
             static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, num_splits, chunk_keys(p, num_splits), o_ws, lse_ws);
+  LLOCO_LAUNCH(grid, kThreads, Tr::kSmemBytes, stream, kernel)(p, num_splits, chunk_keys(p, num_splits), o_ws, lse_ws);
 }
 
 bool strides_ok(int64_t a, int64_t b, int64_t c) { return a % 8 == 0 && b % 8 == 0 && c % 8 == 0; }
@@ -373,7 +373,7 @@ void launch_flash_decode(const FlashParams& p, int num_splits, void* workspace, 
     else launch_split<T, 256>(p, num_splits, o_ws, lse_ws, stream);
     CUDA_LAUNCH_CHECK(stream, "flash_decode split");
     const int64_t rows = int64_t(p.batch) * p.heads_q * p.seqlen_q;
-    flash_decode_combine_kernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kThreads, 0, stream>>>(
+    LLOCO_LAUNCH(static_cast<unsigned>((rows + kWarps - 1) / kWarps), kThreads, 0, stream, flash_decode_combine_kernel<T>)(
         p, num_splits, o_ws, lse_ws);
     CUDA_LAUNCH_CHECK(stream, "flash_decode combine");
   };

@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
   constexpr int kBlockN = kBlockNOf<kD>;
   constexpr int kDTiles = kD / 8, kNTiles = kBlockN / 8;  // 8-wide mma n-tiles of O and of S
   using Tile = SwizzledTile<kD>;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 128);
   T* s_q = reinterpret_cast<T*>(smem_raw);  // [kBlockM, kD]; reused per warp for the O tile
   T* s_k = s_q + kBlockM * kD;              // [2][kBlockN, kD]
   T* s_v = s_k + 2 * kBlockN * kD;          // [2][kBlockN, kD]
@@ -294,7 +294,7 @@ void run_fwd(const FlashParams& p, cudaStream_t stream) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>((p.seqlen_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads_q),
                   static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, smem, stream>>>(p);
+  LLOCO_LAUNCH(grid, kThreads, smem, stream, kernel)(p);
 }
 
 template <int kD, typename T>

@@ -39,6 +39,10 @@
 
 #include <cstdint>
 
+#if defined(LLOCO_SIMT)
+#include "cuda/simt/warp_ops.h"  // CPU emulation of the inline PTX below (CI without a GPU)
+#endif
+
 namespace lloco::cuda_kernels::flash {
 
 // ---- cp.async --------------------------------------------------------------------------------------
@@ -47,56 +51,90 @@ namespace lloco::cuda_kernels::flash {
 // addresses must be 16-byte aligned, and gmem must be a mapped address even when !valid (pass
 // any in-bounds pointer, e.g. the tile base): no bytes are read from it then.
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::cp_async(smem, gmem, 16, valid ? 16 : 0);
+#else
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const int src_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
+#endif
 }
 
 // Closes the group of cp.async issued by this thread since the last commit.
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
 
 // Waits until at most N of this thread's committed groups are still in flight. Other threads'
 // copies become visible only after a following __syncthreads (or __syncwarp for warp-private data).
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::cp_async_wait(N);
+#else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
 }
 
 // ---- ldmatrix ----------------------------------------------------------------------------------------
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
+#if defined(LLOCO_SIMT)
+  return ::lloco::simt::shared_address(p);
+#else
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#endif
 }
 
 // The "memory" clobber keeps the compiler from moving these shared-memory reads across plain C++
 // stores to the same tile (e.g. an epilogue staging buffer) or across barriers.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, false>(r, smem_row);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(smem_row))
                : "memory");
+#endif
 }
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, true>(r, smem_row);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(smem_row))
                : "memory");
+#endif
 }
 
 // x2: lanes 0..15 give the addresses (lanes 16..31 must still pass a valid shared address).
 __device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem_row) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<2, false>(r, smem_row);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
                : "=r"(r[0]), "=r"(r[1])
                : "r"(smem_addr(smem_row))
                : "memory");
+#endif
 }
 
 __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_row) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<2, true>(r, smem_row);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
                : "=r"(r[0]), "=r"(r[1])
                : "r"(smem_addr(smem_row))
                : "memory");
+#endif
 }
 
 // ---- mma.sync m16n8k16 ---------------------------------------------------------------------------------
@@ -108,20 +146,28 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 template <>
 __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
                                                          const uint32_t (&b)[2]) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::mma_16816<__nv_bfloat16>(d, a, b);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 template <>
 __device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::mma_16816<__half>(d, a, b);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // ---- conversions -----------------------------------------------------------------------------------------

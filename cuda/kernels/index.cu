@@ -63,9 +63,9 @@ void gather_rows(void* out, const void* in, DType dt, const IndexArg& index, Ope
   unsigned grid = grid_for(n, kThreads);
   int* err = device_error_flag();
   switch (dtype_size(dt)) {
-    case 2: gather_rows_kernel<uint16_t><<<grid, kThreads, 0, stream>>>(static_cast<uint16_t*>(out), static_cast<const uint16_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
-    case 4: gather_rows_kernel<uint32_t><<<grid, kThreads, 0, stream>>>(static_cast<uint32_t*>(out), static_cast<const uint32_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
-    default: gather_rows_kernel<uint64_t><<<grid, kThreads, 0, stream>>>(static_cast<uint64_t*>(out), static_cast<const uint64_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
+    case 2: LLOCO_LAUNCH(grid, kThreads, 0, stream, gather_rows_kernel<uint16_t>)(static_cast<uint16_t*>(out), static_cast<const uint16_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
+    case 4: LLOCO_LAUNCH(grid, kThreads, 0, stream, gather_rows_kernel<uint32_t>)(static_cast<uint32_t*>(out), static_cast<const uint32_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
+    default: LLOCO_LAUNCH(grid, kThreads, 0, stream, gather_rows_kernel<uint64_t>)(static_cast<uint64_t*>(out), static_cast<const uint64_t*>(in), index.data, index.dtype, st, src_stride, src_len, d, n, err, code); break;
   }
 }
 
@@ -77,7 +77,7 @@ void scatter_rows(void* out, const void* src, DType dt, const IndexArg& index, O
   unsigned grid = grid_for(n, kThreads);
   int* err = device_error_flag();
   LLOCO_DISPATCH_ALL(dt, "scatter_add", T, {
-    scatter_add_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<T*>(out), static_cast<const T*>(src), index.data,
+    LLOCO_LAUNCH(grid, kThreads, 0, stream, scatter_add_kernel<T>)(static_cast<T*>(out), static_cast<const T*>(src), index.data,
                                                          index.dtype, st, dst_stride, dst_len, d, n, err);
   });
 }

@@ -328,8 +328,8 @@ void launch_shrink(const MatmulArgs& g, bool kcontig, cudaStream_t stream) {
   const int64_t tiles = (g.O + TILE - 1) / TILE;
   LLOCO_CHECK(tiles <= 65535, "lora_matmul", "too many output features for the shrink kernel: ", g.O);
   const dim3 grid(static_cast<unsigned>((g.N + kShrinkWarps - 1) / kShrinkWarps), static_cast<unsigned>(tiles));
-  if (kcontig) lora_shrink_kernel<T, TILE, true><<<grid, kShrinkWarps * 32, 0, stream>>>(g);
-  else lora_shrink_kernel<T, TILE, false><<<grid, kShrinkWarps * 32, 0, stream>>>(g);
+  if (kcontig) LLOCO_LAUNCH(grid, kShrinkWarps * 32, 0, stream, lora_shrink_kernel<T, TILE, true>)(g);
+  else LLOCO_LAUNCH(grid, kShrinkWarps * 32, 0, stream, lora_shrink_kernel<T, TILE, false>)(g);
 }
 
 }  // namespace
@@ -353,8 +353,8 @@ void launch_lora_matmul(LoraMat y, LoraMat x, LoraStack w, DType dt, int64_t N, 
       const int64_t chunks = (O + kExpandThreads * V - 1) / (kExpandThreads * V);
       LLOCO_CHECK(chunks <= 65535, "lora_matmul", "too many output features for the expand kernel: ", O);
       const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(chunks));
-      if (kcontig) lora_expand_kernel<T, true><<<grid, kExpandThreads, 0, stream>>>(g);
-      else lora_expand_kernel<T, false><<<grid, kExpandThreads, 0, stream>>>(g);
+      if (kcontig) LLOCO_LAUNCH(grid, kExpandThreads, 0, stream, lora_expand_kernel<T, true>)(g);
+      else LLOCO_LAUNCH(grid, kExpandThreads, 0, stream, lora_expand_kernel<T, false>)(g);
     } else if (O <= 8) {
       launch_shrink<T, 8>(g, kcontig, stream);
     } else if (O <= 16) {
@@ -409,8 +409,8 @@ void launch_lora_weight_grad(void* dw, const int64_t (&dw_strides)[3], LoraMat l
     const int64_t tp = (P + TP - 1) / TP, tq = (Q + TQ - 1) / TQ;
     LLOCO_CHECK(tp <= 65535 && tq <= 65535, "lora_weight_grad", "dw [L, P, Q] too large: P = ", P, ", Q = ", Q);
     const dim3 grid(static_cast<unsigned>(tq), static_cast<unsigned>(tp), static_cast<unsigned>(L * splits));
-    lora_weight_grad_kernel<T, TP, TQ><<<grid, kGradThreads, 0, stream>>>(g);
-    if (splits > 1) lora_weight_grad_sum_kernel<T><<<grid_for(L * P * Q, 256), 256, 0, stream>>>(g);
+    LLOCO_LAUNCH(grid, kGradThreads, 0, stream, lora_weight_grad_kernel<T, TP, TQ>)(g);
+    if (splits > 1) LLOCO_LAUNCH(grid_for(L * P * Q, 256), 256, 0, stream, lora_weight_grad_sum_kernel<T>)(g);
   };
   using C8 = std::integral_constant<int, 8>;
   using C32 = std::integral_constant<int, 32>;

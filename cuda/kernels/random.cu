@@ -33,7 +33,7 @@ void launch_random(void* out, DType dt, Dims d, Strides so, RandomKind kind, uin
   constexpr int kThreads = 256;
   bool normal = kind == RandomKind::Normal;
   LLOCO_DISPATCH_FLOAT(dt, "random", T, {
-    random_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(out), d, so, dense, n, normal,
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, random_kernel<T>)(static_cast<T*>(out), d, so, dense, n, normal,
                                                                       seed, offset);
   });
   CUDA_LAUNCH_CHECK(stream, "random");

@@ -145,9 +145,9 @@ void launch_reduce(ReduceOp op, void* out, DType out_dt, Dims out_dims, Strides 
     auto* x = static_cast<const T*>(in);
     if (per_block) {
       unsigned grid = static_cast<unsigned>(n_out < 65536 * 8 ? n_out : 65536 * 8);
-      reduce_block_kernel<T><<<grid, kThreads, 0, stream>>>(out, out_dt, x, kd, kst, rd, r_in, n_out, n_red, op);
+      LLOCO_LAUNCH(grid, kThreads, 0, stream, reduce_block_kernel<T>)(out, out_dt, x, kd, kst, rd, r_in, n_out, n_red, op);
     } else {
-      reduce_thread_kernel<T><<<grid_for(n_out, kThreads), kThreads, 0, stream>>>(out, out_dt, x, kd, kst, rd, r_in,
+      LLOCO_LAUNCH(grid_for(n_out, kThreads), kThreads, 0, stream, reduce_thread_kernel<T>)(out, out_dt, x, kd, kst, rd, r_in,
                                                                                     n_out, n_red, op);
     }
   });
@@ -175,7 +175,7 @@ void launch_softmax(void* out, DType out_dt, Strides so, const void* in, DType i
   int64_t cap = static_cast<int64_t>(device_sm_count()) * 32;
   unsigned grid = static_cast<unsigned>(blocks < cap ? blocks : cap);
   LLOCO_DISPATCH_FLOAT(in_dt, "softmax", T, {
-    softmax_warp_kernel<T><<<grid, kThreads, 0, stream>>>(out, out_dt, out_dt == in_dt, static_cast<const T*>(in), kd,
+    LLOCO_LAUNCH(grid, kThreads, 0, stream, softmax_warp_kernel<T>)(out, out_dt, out_dt == in_dt, static_cast<const T*>(in), kd,
                                                           {{k_in, k_out}}, rows, len, s_in, s_out, log);
   });
   CUDA_LAUNCH_CHECK(stream, "softmax");

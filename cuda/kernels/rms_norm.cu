@@ -50,7 +50,7 @@ template <typename T, typename W>
 __global__ void rms_norm_bwd_kernel(T* dx, int64_t dxrs, const T* dy, int64_t dyrs, const T* x, int64_t xrs,
                                     const W* w, int64_t ws, RowVec rstd, int64_t N, int64_t D, acc_t<T>* partial) {
   using A = acc_t<T>;
-  extern __shared__ __align__(16) unsigned char dw_raw[];
+  LLOCO_DYNAMIC_SMEM(unsigned char, dw_raw, 16);
   A* dw_s = reinterpret_cast<A*>(dw_raw);
   __shared__ A scratch[32];
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dw_s[j] = A(0);
@@ -106,10 +106,10 @@ void launch_rms_norm_fwd(RowMajor out, RowVec rstd, RowMajor x, DType dt, RowVec
       T* o = static_cast<T*>(out.data);
       const T* xi = static_cast<const T*>(x.data);
       if (vec_ok<T>(out) && vec_ok<T>(x) && D >= V)
-        rms_norm_fwd_kernel<T, W, V><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+        LLOCO_LAUNCH(static_cast<unsigned>(N), kThreads, 0, stream, rms_norm_fwd_kernel<T, W, V>)(
             o, out.row_stride, rstd, xi, x.row_stride, w, weight.stride, D, static_cast<A>(eps));
       else
-        rms_norm_fwd_kernel<T, W, 1><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+        LLOCO_LAUNCH(static_cast<unsigned>(N), kThreads, 0, stream, rms_norm_fwd_kernel<T, W, 1>)(
             o, out.row_stride, rstd, xi, x.row_stride, w, weight.stride, D, static_cast<A>(eps));
     };
     if (weight.dtype == dt) launch(T{});
@@ -139,7 +139,7 @@ void launch_rms_norm_bwd(RowMajor dx, RowVec dweight, RowMajor dy, RowMajor x, D
         auto kernel = rms_norm_bwd_kernel<T, W>;
         if (smem > 48 * 1024)
           CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-        kernel<<<static_cast<unsigned>(G), kThreads, smem, stream>>>(
+        LLOCO_LAUNCH(static_cast<unsigned>(G), kThreads, smem, stream, kernel)(
             static_cast<T*>(dx.data), dx.row_stride, static_cast<const T*>(dy.data), dy.row_stride,
             static_cast<const T*>(x.data), x.row_stride, static_cast<const W*>(weight.data), weight.stride, rstd, N, D,
             partial);
@@ -150,7 +150,7 @@ void launch_rms_norm_bwd(RowMajor dx, RowVec dweight, RowMajor dy, RowMajor x, D
     } else {  // no rows: dweight = 0
       CUDA_CHECK(cudaMemsetAsync(partial, 0, static_cast<size_t>(D) * sizeof(A), stream));
     }
-    sum_partials_kernel<A><<<grid_for(D, kThreads), kThreads, 0, stream>>>(dweight, partial, G > 0 ? G : 1, D);
+    LLOCO_LAUNCH(grid_for(D, kThreads), kThreads, 0, stream, sum_partials_kernel<A>)(dweight, partial, G > 0 ? G : 1, D);
   });
   CUDA_LAUNCH_CHECK(stream, "rms_norm_bwd");
 }

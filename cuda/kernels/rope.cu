@@ -52,7 +52,7 @@ void launch_rope(void* out, const void* x, DType dt, const float* cos, const flo
   if (n == 0) return;
   constexpr int kThreads = 256;
   LLOCO_DISPATCH_FLOAT(dt, "rope", T, {
-    rope_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(out), static_cast<const T*>(x), cos,
+    LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, rope_kernel<T>)(static_cast<T*>(out), static_cast<const T*>(x), cos,
                                                                    sin, a, style == RopeStyle::HalfRotate,
                                                                    inverse ? -1.f : 1.f, n);
   });

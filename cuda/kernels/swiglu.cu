@@ -75,9 +75,9 @@ void launch_swiglu_fwd(void* out, const void* gate, const void* up, DType dt, in
     const T* g = static_cast<const T*>(gate);
     const T* u = static_cast<const T*>(up);
     if (aligned16(out) && aligned16(gate) && aligned16(up))
-      swiglu_fwd_kernel<T, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(o, g, u, n);
+      LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, swiglu_fwd_kernel<T, V>)(o, g, u, n);
     else
-      swiglu_fwd_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(o, g, u, n);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, swiglu_fwd_kernel<T, 1>)(o, g, u, n);
   });
   CUDA_LAUNCH_CHECK(stream, "swiglu_fwd");
 }
@@ -93,9 +93,9 @@ void launch_swiglu_bwd(void* dgate, void* dup, const void* dout, const void* gat
     const T* g = static_cast<const T*>(gate);
     const T* u = static_cast<const T*>(up);
     if (aligned16(dgate) && aligned16(dup) && aligned16(dout) && aligned16(gate) && aligned16(up))
-      swiglu_bwd_kernel<T, V><<<grid_for(n / V + 1, kThreads), kThreads, 0, stream>>>(dg, du, d, g, u, n);
+      LLOCO_LAUNCH(grid_for(n / V + 1, kThreads), kThreads, 0, stream, swiglu_bwd_kernel<T, V>)(dg, du, d, g, u, n);
     else
-      swiglu_bwd_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(dg, du, d, g, u, n);
+      LLOCO_LAUNCH(grid_for(n, kThreads), kThreads, 0, stream, swiglu_bwd_kernel<T, 1>)(dg, du, d, g, u, n);
   });
   CUDA_LAUNCH_CHECK(stream, "swiglu_bwd");
 }
