@@ -115,13 +115,19 @@ static Shape view_strides(const Tensor& t, const Shape& shape) {
     while (ni < nn && shape[ni] == 1) st[ni++] = 1;
     if (oi >= on && ni >= nn) break;
     if (oi >= on || ni >= nn) return {};
-    int64_t o_end = oi, chunk = os[oi];
-    while (o_end + 1 < on && (os[o_end + 1] == 1 || ost[o_end] == ost[o_end + 1] * os[o_end + 1])) {
-      ++o_end;
-      chunk *= os[o_end];
+    // Size-1 dims join any chunk, but their strides mean nothing: contiguity is judged between the
+    // chunk's last real dim and the next real one (e.g. an expanded [1, 4 (stride 0), 1, 64]).
+    int64_t o_end = oi, last = oi, chunk = os[oi];
+    while (o_end + 1 < on) {
+      const int64_t next = o_end + 1;
+      if (os[next] != 1) {
+        if (ost[last] != ost[next] * os[next]) break;
+        last = next;
+        chunk *= os[next];
+      }
+      o_end = next;
     }
-    int64_t inner_stride = ost[o_end];
-    for (int64_t k = o_end; k > oi && os[k] == 1; --k) inner_stride = ost[k - 1];
+    const int64_t inner_stride = ost[last];
     int64_t prod = 1, n_start = ni;
     while (ni < nn && prod < chunk) prod *= shape[ni++];
     if (prod != chunk) return {};

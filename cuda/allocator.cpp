@@ -4,6 +4,17 @@
 
 #include "cuda/common.h"
 
+// Under simt device memory is host memory, so AddressSanitizer (scripts/simt_memcheck.sh) can watch
+// kernels: only the bytes a caller asked for are addressable, the rest of every segment is poisoned.
+#if defined(LLOCO_SIMT) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define LLOCO_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define LLOCO_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define LLOCO_POISON(p, n) ((void)0)
+#define LLOCO_UNPOISON(p, n) ((void)0)
+#endif
+
 namespace lloco {
 
 namespace {
@@ -23,6 +34,8 @@ CachingAllocator::~CachingAllocator() {
     empty_cache();
   } catch (...) {
   }
+  for (auto& [ev, block] : pending_) cudaEventDestroy(ev);
+  for (cudaEvent_t ev : spare_events_) cudaEventDestroy(ev);
 }
 
 void* CachingAllocator::allocate(size_t nbytes, Stream s) {
@@ -36,6 +49,8 @@ void* CachingAllocator::allocate(size_t nbytes, Stream s) {
   Block* b = find_free(pool, stream, size);
   if (!b) b = new_segment(small ? kSmallSegment : round_up(size, kLargeRound), stream, small);
   b = split(b, size);
+  LLOCO_UNPOISON(b->ptr, nbytes);
+  LLOCO_POISON(b->ptr + nbytes, b->size - nbytes);
   b->allocated = true;
   live_[b->ptr] = b;
   stats_.current_bytes += b->size;
@@ -50,6 +65,7 @@ void CachingAllocator::deallocate(void* ptr, size_t, Stream s) {
   LLOCO_CHECK(it != live_.end(), "cuda_allocator", "deallocate of unknown pointer ", ptr);
   Block* b = it->second;
   live_.erase(it);
+  LLOCO_POISON(b->ptr, b->size);
   b->allocated = false;
   stats_.current_bytes -= b->size;
   cudaStream_t stream = to_cuda(s);
@@ -131,6 +147,7 @@ CachingAllocator::Block* CachingAllocator::new_segment(size_t segment_size, cuda
   Block* b = new Block;
   b->ptr = static_cast<char*>(p);
   b->size = segment_size;
+  LLOCO_POISON(b->ptr, segment_size);
   b->stream = stream;
   b->small = small;
   return b;
@@ -202,6 +219,7 @@ void CachingAllocator::free_cached_segments() {
         ++it;
         continue;
       }
+      LLOCO_UNPOISON(b->ptr, b->size);
       CUDA_CHECK(cudaFree(b->ptr));
       ++stats_.num_cuda_frees;
       stats_.reserved_bytes -= b->size;

@@ -13,6 +13,12 @@
 
 #include "core/error.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define LLOCO_SIMT_ASAN 1
+#endif
+
 #if !defined(__x86_64__)
 #error "simt fibers switch stacks with x86-64 assembly; build simt only on x86-64"
 #endif
@@ -81,6 +87,8 @@ enum class State { Ready, AtBarrier, AtCollective, Done };
 
 struct Fiber {
   void* sp = nullptr;
+  Stack* stack = nullptr;
+  void* asan_fake_stack = nullptr;
   State state = State::Ready;
   ThreadState ts{};
   std::vector<CpAsyncCopy> copies;
@@ -105,6 +113,9 @@ struct Block {
   std::vector<Warp> warps;
   int live = 0, at_barrier = 0;
   void* scheduler_sp = nullptr;
+  void* scheduler_fake_stack = nullptr;
+  const void* scheduler_stack_bottom = nullptr;  // AddressSanitizer's view of the scheduler's stack
+  size_t scheduler_stack_size = 0;
   Fiber* running = nullptr;
   const std::function<void()>* body = nullptr;
   std::vector<unsigned char> smem;
@@ -126,10 +137,37 @@ std::vector<std::unique_ptr<Stack>>& stack_pool() {
   return pool;
 }
 
+// Stack switches, announced to AddressSanitizer when it is on (scripts/simt_memcheck.sh) so that
+// it tracks the fiber stacks instead of reporting the jumps as stack corruption.
+void switch_to_fiber(Block& b, Fiber& f) {
+#if LLOCO_SIMT_ASAN
+  __sanitizer_start_switch_fiber(&b.scheduler_fake_stack, f.stack->base + kGuardBytes, kStackBytes - kGuardBytes);
+#endif
+  lloco_simt_switch(&b.scheduler_sp, f.sp);
+#if LLOCO_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(b.scheduler_fake_stack, nullptr, nullptr);
+#endif
+}
+
+// From the running fiber back to the scheduler; returns when the scheduler resumes this fiber
+// (never, when `finished`).
+void switch_to_scheduler(Block& b, Fiber& f, bool finished) {
+#if LLOCO_SIMT_ASAN
+  __sanitizer_start_switch_fiber(finished ? nullptr : &f.asan_fake_stack, b.scheduler_stack_bottom,
+                                 b.scheduler_stack_size);
+#else
+  (void)finished;
+#endif
+  lloco_simt_switch(&f.sp, b.scheduler_sp);
+#if LLOCO_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(f.asan_fake_stack, &b.scheduler_stack_bottom, &b.scheduler_stack_size);
+#endif
+}
+
 // Returns to the scheduler; the caller resumes when the scheduler switches back to it.
 void yield_to_scheduler() {
   Block& b = *tls_block;
-  lloco_simt_switch(&b.running->sp, b.scheduler_sp);
+  switch_to_scheduler(b, *b.running, false);
 }
 
 void release_barrier(Block& b) {
@@ -138,12 +176,22 @@ void release_barrier(Block& b) {
   b.at_barrier = 0;
 }
 
-[[noreturn]] void fail(const std::string& msg) {
+// The message is moved out of the caller's frame, which is abandoned without unwinding.
+[[noreturn]] void fail(std::string msg) {
   Block& b = *tls_block;
-  b.error = msg;
+  b.error = std::move(msg);
   b.running->state = State::Done;  // abandoned: the launch reports the error and drops the block
-  lloco_simt_switch(&b.running->sp, b.scheduler_sp);
+  switch_to_scheduler(b, *b.running, true);
   __builtin_unreachable();
+}
+
+// fail() with "<kernel> block (x,y,z): thread t (warp w, lane l)" before `parts`. The message is
+// built in a statement of its own so no temporary outlives it in the abandoned frames.
+template <typename... Parts>
+[[noreturn]] void fail_in_thread(const Parts&... parts) {
+  Block& b = *tls_block;
+  std::string msg = detail::concat(b.where(), ": ", b.thread_name(*b.running), parts...);
+  fail(std::move(msg));
 }
 
 void finish_thread(Block& b, Fiber& f) {
@@ -152,21 +200,29 @@ void finish_thread(Block& b, Fiber& f) {
   Warp& w = b.warps[f.ts.warp];
   w.exited |= 1u << f.ts.lane;
   if (w.arrived && (w.mask & (1u << f.ts.lane)))
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " exited while lanes of its warp wait in ", w.op,
-                        " with a mask that names it"));
+    fail_in_thread(" exited while lanes of its warp wait in ", w.op, " with a mask that names it");
   if (b.at_barrier > 0 && b.at_barrier == b.live) release_barrier(b);
 }
 
 extern "C" [[noreturn]] void lloco_simt_fiber_entry() {
   Block& b = *tls_block;
   Fiber& f = *b.running;
+#if LLOCO_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &b.scheduler_stack_bottom, &b.scheduler_stack_size);
+#endif
+  std::string thrown;
   try {
     (*b.body)();
   } catch (const std::exception& e) {
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " threw: ", e.what()));
+    thrown = e.what();
+  }
+  if (!thrown.empty()) {
+    std::string msg = detail::concat(b.where(), ": ", b.thread_name(f), " threw: ", thrown);
+    std::string().swap(thrown);  // this frame is never unwound
+    fail(std::move(msg));
   }
   finish_thread(b, f);
-  lloco_simt_switch(&f.sp, b.scheduler_sp);
+  switch_to_scheduler(b, f, true);
   __builtin_unreachable();
 }
 
@@ -174,6 +230,9 @@ extern "C" [[noreturn]] void lloco_simt_fiber_entry() {
 // callee-saved registers, the entry address, and a fake return address that keeps the entry's
 // stack pointer 16-byte aligned plus 8, as after a call.
 void* initial_stack(Stack& s) {
+#if LLOCO_SIMT_ASAN
+  __asan_unpoison_memory_region(s.base + kGuardBytes, kStackBytes - kGuardBytes);  // frames an abandoned fiber left
+#endif
   auto top = reinterpret_cast<uintptr_t>(s.base + kStackBytes) & ~uintptr_t{15};
   auto* sp = reinterpret_cast<void**>(top - 8 * sizeof(void*));
   for (int i = 0; i < 6; ++i) sp[i] = nullptr;
@@ -199,7 +258,10 @@ std::string deadlock_report(const Block& b) {
 void run_block(Block& b, bool reverse) {
   auto& pool = stack_pool();
   while (pool.size() < b.fibers.size()) pool.push_back(std::make_unique<Stack>());
-  for (size_t i = 0; i < b.fibers.size(); ++i) b.fibers[i].sp = initial_stack(*pool[i]);
+  for (size_t i = 0; i < b.fibers.size(); ++i) {
+    b.fibers[i].stack = pool[i].get();
+    b.fibers[i].sp = initial_stack(*pool[i]);
+  }
   b.live = static_cast<int>(b.fibers.size());
   const size_t n = b.fibers.size();
   while (b.live > 0 && b.error.empty()) {
@@ -210,7 +272,7 @@ void run_block(Block& b, bool reverse) {
       progressed = true;
       b.running = &f;
       tls_thread = &f.ts;
-      lloco_simt_switch(&b.scheduler_sp, f.sp);
+      switch_to_fiber(b, f);
       if (!b.error.empty()) break;
     }
     if (!progressed && b.error.empty()) b.error = deadlock_report(b);
@@ -277,8 +339,7 @@ void sync_threads() {
   Block& b = *tls_block;
   Fiber& f = *b.running;
   if (b.warps[f.ts.warp].arrived)
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " reached __syncthreads while lanes of its warp wait in ",
-                        b.warps[f.ts.warp].op));
+    fail_in_thread(" reached __syncthreads while lanes of its warp wait in ", b.warps[f.ts.warp].op);
   f.state = State::AtBarrier;
   if (++b.at_barrier == b.live) {
     release_barrier(b);  // the last arrival goes on without a switch
@@ -289,7 +350,7 @@ void sync_threads() {
 
 void device_trap(const char* what) {
   Block& b = *tls_block;
-  fail(detail::concat(b.where(), ": ", b.thread_name(*b.running), ": ", what));
+  fail_in_thread(": ", what);
 }
 
 unsigned char* dynamic_smem() { return tls_block->smem.data(); }
@@ -298,16 +359,15 @@ uint32_t shared_address(const void* p) {
   Block& b = *tls_block;
   const auto* c = static_cast<const unsigned char*>(p);
   if (c < b.smem.data() || c >= b.smem.data() + b.smem.size())
-    fail(detail::concat(b.where(), ": ", b.thread_name(*b.running),
-                        ": shared-window address of a pointer outside the block's dynamic shared memory"));
+    fail_in_thread(": shared-window address of a pointer outside the block's dynamic shared memory");
   return static_cast<uint32_t>(c - b.smem.data());
 }
 
 unsigned char* shared_pointer(uint32_t addr, size_t bytes) {
   Block& b = *tls_block;
   if (size_t{addr} + bytes > b.smem.size())
-    fail(detail::concat(b.where(), ": ", b.thread_name(*b.running), ": shared address ", addr, " + ", bytes,
-                        " bytes is past the ", b.smem.size(), " bytes of shared memory"));
+    fail_in_thread(": shared address ", addr, " + ", bytes,
+                   " bytes is past the ", b.smem.size(), " bytes of shared memory");
   return b.smem.data() + addr;
 }
 
@@ -318,21 +378,20 @@ void warp_collective(const char* op, uint32_t mask, const void* in, size_t in_by
   Warp& w = b.warps[f.ts.warp];
   const uint32_t bit = 1u << f.ts.lane;
   if (!(mask & bit))
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " calls ", op, " with a mask 0x", std::hex, mask,
-                        " that does not name its own lane"));
+    fail_in_thread(" calls ", op, " with a mask 0x", std::hex, mask, " that does not name its own lane");
   if (w.arrived == 0) {
     w.op = op;
     w.mask = mask;
     w.compute = compute;
   } else if (std::strcmp(w.op, op) != 0 || w.mask != mask) {
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " reached ", op, " (mask 0x", std::hex, mask,
-                        ") while other lanes of its warp wait in ", w.op, " (mask 0x", w.mask, ")"));
+    fail_in_thread(" reached ", op, " (mask 0x", std::hex, mask,
+                   ") while other lanes of its warp wait in ", w.op, " (mask 0x", w.mask, ")");
   }
   const uint32_t missing = mask & ~w.present;
   if (missing || (mask & w.exited))
-    fail(detail::concat(b.where(), ": ", b.thread_name(f), " calls ", op, " with mask 0x", std::hex, mask,
-                        " naming lanes that do not exist or have exited (0x", (missing | (mask & w.exited)), ")"));
-  std::memcpy(w.in[f.ts.lane].bytes, in, in_bytes);
+    fail_in_thread(" calls ", op, " with mask 0x", std::hex, mask,
+                   " naming lanes that do not exist or have exited (0x", (missing | (mask & w.exited)), ")");
+  if (in_bytes) std::memcpy(w.in[f.ts.lane].bytes, in, in_bytes);
   w.arrived |= bit;
   if (w.arrived == mask) {
     w.compute(w.in, w.out, mask);
@@ -345,18 +404,16 @@ void warp_collective(const char* op, uint32_t mask, const void* in, size_t in_by
     f.state = State::AtCollective;
     yield_to_scheduler();
   }
-  std::memcpy(out, w.out[f.ts.lane].bytes, out_bytes);
+  if (out_bytes) std::memcpy(out, w.out[f.ts.lane].bytes, out_bytes);
 }
 
 void cp_async(void* smem, const void* gmem, int bytes, int src_bytes) {
   Block& b = *tls_block;
   const auto* c = static_cast<unsigned char*>(smem);
   if (c < b.smem.data() || c + bytes > b.smem.data() + b.smem.size())
-    fail(detail::concat(b.where(), ": ", b.thread_name(*b.running),
-                        ": cp.async destination outside the block's dynamic shared memory"));
+    fail_in_thread(": cp.async destination outside the block's dynamic shared memory");
   if (reinterpret_cast<uintptr_t>(smem) % bytes || reinterpret_cast<uintptr_t>(gmem) % bytes)
-    fail(detail::concat(b.where(), ": ", b.thread_name(*b.running), ": cp.async of ", bytes,
-                        " bytes needs both addresses aligned to ", bytes));
+    fail_in_thread(": cp.async of ", bytes, " bytes needs both addresses aligned to ", bytes);
   b.running->copies.push_back(CpAsyncCopy{smem, gmem, bytes, src_bytes, -1});
 }
 

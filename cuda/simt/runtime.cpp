@@ -16,6 +16,10 @@
 
 #include "cuda/simt/engine.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace lloco::simt {
 namespace {
 
@@ -105,6 +109,9 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   void* p = std::aligned_alloc(lloco::simt::kAlignment, bytes);
   if (!p) return record(cudaErrorMemoryAllocation);
   std::memset(p, 0xFF, bytes);
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + size, bytes - size);  // only the asked-for bytes
+#endif
   state().allocations[reinterpret_cast<uintptr_t>(p)] = bytes;
   state().allocated += bytes;
   *ptr = p;
@@ -116,8 +123,12 @@ cudaError_t cudaFree(void* ptr) {
   std::lock_guard<std::mutex> lock(state().mu);
   auto it = state().allocations.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == state().allocations.end()) return record(cudaErrorInvalidValue);
-  state().allocated -= it->second;
+  const size_t bytes = it->second;
+  state().allocated -= bytes;
   state().allocations.erase(it);
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(ptr, bytes);
+#endif
   std::free(ptr);
   return cudaSuccess;
 }

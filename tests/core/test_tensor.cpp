@@ -48,6 +48,18 @@ TEST(Tensor, ReshapeMergesCompatibleDimsOfStridedViews) {
   EXPECT_THROW(t.reshape({7, -1}), Error);
 }
 
+TEST(Tensor, ReshapeOfExpandedDimNextToSizeOneDims) {
+  // GQA with one key: k [B=1, Hkv=1, Tk=1, D] expanded to 4 query heads and merged, as the composed
+  // attention does. The size-1 Tk dim's stride must not make the stride-0 head dim look contiguous
+  // with D (that view read 4x past the storage; found by simt_memcheck.sh).
+  const Tensor k = arange(0, 8, 1, DType::F32).reshape({1, 1, 1, 8});
+  const Tensor merged = k.unsqueeze(2).expand({1, 1, 4, 1, 8}).reshape({1, 4, 1, 8});
+  const std::vector<float> got = merged.contiguous().to_vector<float>();
+  ASSERT_EQ(got.size(), 32u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], static_cast<float>(i % 8)) << i;
+  EXPECT_EQ(merged.stride(1), 0) << "still a view: the head dim keeps stride 0";
+}
+
 TEST(Tensor, HalfConversionsRoundToNearestEven) {
   // Values and bit patterns from torch.tensor([...]).to(torch.float16 / torch.bfloat16).view(int16).
   EXPECT_EQ(float_to_half(1.0f), 0x3c00);
