@@ -348,10 +348,7 @@ void sync_threads() {
   yield_to_scheduler();
 }
 
-void device_trap(const char* what) {
-  Block& b = *tls_block;
-  fail_in_thread(": ", what);
-}
+void device_trap(const char* what) { fail_in_thread(": ", what); }
 
 unsigned char* dynamic_smem() { return tls_block->smem.data(); }
 

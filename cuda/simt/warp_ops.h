@@ -65,9 +65,9 @@ double half_bits_to_double(uint32_t bits) {
     std::memcpy(&x, &f, 4);
     return x;
   } else {
-    __half x;
-    std::memcpy(&x, &h, 2);
-    return __half2float(x);
+    __half_raw raw;
+    raw.x = h;
+    return __half2float(__half(raw));
   }
 }
 
