@@ -105,52 +105,18 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   ::lloco::simt::warp_collective("__syncwarp", mask, nullptr, 0, nullptr, 0, &::lloco::simt::syncwarp_compute);
 }
 
-// Atomics: fibers never interleave inside one of these, so plain read-modify-write is atomic.
+// Atomics: fibers never interleave inside one of these, so plain read-modify-write is atomic
+// (half types add through their float-rounding operators, as the hardware's atomics round).
 template <typename T>
 T atomicAdd(T* p, T v) {
   const T old = *p;
   *p = old + v;
   return old;
 }
-inline __nv_bfloat16 atomicAdd(__nv_bfloat16* p, __nv_bfloat16 v) {
-  const __nv_bfloat16 old = *p;
-  *p = __float2bfloat16_rn(__bfloat162float(old) + __bfloat162float(v));
-  return old;
-}
-inline __half atomicAdd(__half* p, __half v) {
-  const __half old = *p;
-  *p = __float2half_rn(__half2float(old) + __half2float(v));
-  return old;
-}
-
 template <typename T>
 T atomicOr(T* p, T v) {
   const T old = *p;
   *p = old | v;
-  return old;
-}
-template <typename T>
-T atomicMax(T* p, T v) {
-  const T old = *p;
-  *p = old < v ? v : old;
-  return old;
-}
-template <typename T>
-T atomicMin(T* p, T v) {
-  const T old = *p;
-  *p = v < old ? v : old;
-  return old;
-}
-template <typename T>
-T atomicExch(T* p, T v) {
-  const T old = *p;
-  *p = v;
-  return old;
-}
-template <typename T>
-T atomicCAS(T* p, T expected, T v) {
-  const T old = *p;
-  if (old == expected) *p = v;
   return old;
 }
 
