@@ -41,6 +41,9 @@ struct FlashParams {
   float scale_log2 = 0.f;  // scale * log2(e): kernels use exp2
   bool causal = false;
   bool is_bf16 = true;  // bf16, else f16
+  // Forward query tile: 0 lets launch_flash_fwd choose per device and grid; 64 or 128 forces one
+  // (tests and benchmarks compare the two tilings). Ignored by the backward and decode kernels.
+  int fwd_block_m = 0;
 };
 
 struct FlashBwdParams : FlashParams {

@@ -36,6 +36,10 @@ using flash::cp_async_commit;
 using flash::cp_async_wait;
 using flash::pack2;
 using flash::SwizzledTile;
+using flash::exp2_ftz;
+using flash::LaneAddr;
+using flash::ldsm_x4;
+using flash::ldsm_x4_trans;
 
 template <int kD>
 struct BwdTraits {
@@ -54,62 +58,13 @@ struct BwdTraits {
   static_assert(kDqCols % 16 == 0 && (kBlockM / 16) * (kD / kDqCols) == kWarps, "dQ blocks cover the tile");
 };
 
-// ldmatrix / st.shared on 32-bit shared-window addresses: the main loop keeps its per-lane
-// addresses as 32-bit offsets (half the registers of generic pointers). The memory clobbers keep
-// shared-memory reads and writes in program order around the barriers.
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<4, false>(r, ::lloco::simt::shared_pointer(addr, 16));
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-#endif
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<4, true>(r, ::lloco::simt::shared_pointer(addr, 16));
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-#endif
-}
+// st.shared on a 32-bit shared-window address (the main loop keeps its addresses as 32-bit
+// offsets, see flash::LaneAddr); the memory clobber keeps it in program order around barriers.
 __device__ __forceinline__ void sts_u32(uint32_t addr, uint32_t v) {
 #if defined(LLOCO_SIMT)
   std::memcpy(::lloco::simt::shared_pointer(addr, 4), &v, 4);
 #else
   asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-#endif
-}
-
-// Per-lane byte offsets of ldmatrix row addresses in a SwizzledTile<kCols>. A lane's row is
-// r0 + lane_row with r0 % 8 == 0, so the swizzle phase (row % 8) depends on the lane only, and for
-// an even chunk c0 the physical chunk is c0 ^ y with y = lane_chunk ^ (lane_row % 8). The offset of
-// (r0, c0) is then (base ^ (c0 << 4)) + r0 * kRowBytes: two immediate-operand ops.
-template <int kCols>
-struct LaneAddr {
-  static constexpr int kRowBytes = kCols * 2;
-  uint32_t base;
-  __device__ __forceinline__ LaneAddr(int lane_row, int lane_chunk) {
-    base = static_cast<uint32_t>(lane_row * kRowBytes + ((lane_chunk ^ (lane_row & 7)) << 4));
-  }
-  __device__ __forceinline__ uint32_t at(int r0, int c0) const {
-    return (base ^ static_cast<uint32_t>(c0 << 4)) + static_cast<uint32_t>(r0 * kRowBytes);
-  }
-};
-
-// 2^x; ex2.approx maps -inf to +0, which is how masked scores vanish.
-__device__ __forceinline__ float bwd_exp2(float x) {
-#if defined(LLOCO_SIMT)
-  const float y = std::exp2(x);
-  return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;  // .ftz flushes subnormal results
-#else
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 #endif
 }
 
@@ -295,7 +250,7 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
           const int key = key_lo + (e >> 1) * 8;
           if (key >= s.seq_k || (p.causal && key > m0 + col + causal_off)) x = __int_as_float(0xff800000);
         }
-        st[nt][e] = bwd_exp2(fmaf(x, p.scale_log2, -c_lse[col]));
+        st[nt][e] = exp2_ftz(fmaf(x, p.scale_log2, -c_lse[col]));
       }
 
     // dV += P^T dO.

@@ -1,25 +1,30 @@
 // FlashAttention-2 forward on mma.sync tensor cores (sm_80+, the same code runs on sm_90).
 //
-// One 128-thread CTA per (query tile of kBlockM = 64 rows, query head, batch); warp w owns query rows
-// 16w..16w+15 of the tile. The Q tile is loaded once (cp.async -> swizzled smem) and kept in
-// registers as mma A fragments. K/V tiles of kBlockN rows stream through a double buffer: tile j + 1
-// is in flight (cp.async) while tile j is used. Per tile: S = Q K^T (K via ldmatrix as the B operand),
-// online softmax in registers in the log2 domain (running max m, running sum l, rescale of O),
-// P rounded to bf16/f16 in registers and fed straight back as the A operand of O += P V (V via
-// ldmatrix.trans). O and l stay in f32 until the epilogue, which writes O through smem with 16-byte
-// stores and lse = ln(sum exp(scale * s)).
+// One 128-thread CTA per (query tile of kBlockM rows, query head, batch); each warp owns kWarpM
+// consecutive 16-row mma tiles of the query tile (warp w: rows 16 kWarpM w .. 16 kWarpM (w + 1) - 1).
+// K/V tiles of kBlockN rows stream through a double buffer: tile j + 1 is in flight (cp.async)
+// while tile j is used. Per tile: S = Q K^T (K via ldmatrix as the B operand), online softmax in
+// registers in the log2 domain (running max m, running sum l, rescale of O), P rounded to bf16/f16
+// in registers and fed straight back as the A operand of O += P V (V via ldmatrix.trans). O and l
+// stay in f32 until the epilogue, which writes O through smem with 16-byte stores and
+// lse = ln(sum exp(scale * s)).
 //
-// Tile sizes per head dim (4 warps x 16 rows = kBlockM 64 for both):
-//   hd64:  kBlockN = 128. Live fragments per thread: Q 16 + O 32 + S 64 registers; smem Q 8 KB +
-//          2 x (K 16 KB + V 16 KB) = 72 KB -> 3 CTAs / SM on H100 (228 KB), 2 on A100 (164 KB).
-//          The wide key tile halves the per-tile overhead (barriers, max/sum shuffles, O rescale),
-//          which matters at hd64 where each tile carries little mma work per softmax element.
-//   hd128: kBlockN = 64. Q 32 + O 64 + S 32 registers; smem Q 16 KB + 2 x (K 16 KB + V 16 KB) =
-//          80 KB -> 2 CTAs / SM on A100 and H100. kBlockN 128 would add 32 S registers (spills)
-//          and need 144 KB of smem (1 CTA / SM).
-// ptxas (CUDA 13, sm_80 / sm_90), no spills: hd64 167-174 registers, hd128 206-227, except the
-// unmasked non-causal variant (hd64 243/241, hd128 251/254), where ptxas hoists the V ldmatrix
-// of P V above the softmax. That still fits 2 CTAs / SM (2 x 128 x 256 = the whole register file).
+// Two query tilings, both 4 warps:
+//   kWarpM 1 (kBlockM 64): the Q fragments stay in registers for the whole key loop. Every K/V
+//     fragment a warp loads from smem feeds the mma of 16 query rows: 16 FLOP per smem byte.
+//   kWarpM 2 (kBlockM 128, FlashAttention-2's tiling for A100/H100): each K/V fragment feeds two
+//     16-row tiles, so the warps need 26 FLOP per smem byte (Q fragments are re-read from smem per
+//     key tile to make room for the doubled O and S accumulators). Twice the smem for Q: on sm_90
+//     (228 KB / SM) it still fits 2 CTAs / SM, on sm_80 (164 KB) only one, so sm_80 keeps kWarpM 1.
+//
+// Key tile per head dim (kBlockN) and registers per thread (Q frags in regs only for kWarpM 1):
+//   hd64:  kBlockN = 128. kWarpM 1: Q 16 + O 32 + S 64; kWarpM 2: O 64 + S 128. The wide key tile
+//          halves the per-tile overhead (barriers, max/sum shuffles, O rescale), which matters at
+//          hd64 where each tile carries little mma work per softmax element.
+//   hd128: kBlockN = 64. kWarpM 1: Q 32 + O 64 + S 32; kWarpM 2: O 128 + S 64.
+// smem = (kBlockM + 4 kBlockN) * kD * 2 bytes: hd64 72 / 80 KB, hd128 80 / 96 KB (kWarpM 1 / 2).
+// ptxas (CUDA 13, sm_90) resource usage of every variant is in bench/RESULTS.md
+// (scripts/kernel_resources.py); none spills.
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -36,18 +41,19 @@ namespace {
 using namespace flash;
 
 constexpr int kThreads = 128;  // 4 warps
-constexpr int kBlockM = 64;    // query rows per CTA, 16 per warp
 
 template <int kD>
 constexpr int kBlockNOf = kD == 64 ? 128 : 64;  // key rows per K/V tile (see the header comment)
-template <int kD>
-constexpr size_t kSmemBytesOf = static_cast<size_t>(kBlockM + 4 * kBlockNOf<kD>) * kD * 2;  // Q + 2 x (K + V)
+template <int kD, int kWarpM>
+constexpr size_t kSmemBytesOf = static_cast<size_t>(64 * kWarpM + 4 * kBlockNOf<kD>) * kD * 2;  // Q + 2 x (K + V)
 
 // Copies rows [0, rows_valid) of a kRows x kD tile (global row stride in elements) into swizzled
 // smem with cp.async; rows >= rows_valid become zeros, so masked keys meet V rows of 0 (not NaN).
 // gmem is the tile's first row, which the callers guarantee to be in bounds. Thread tid copies
 // chunk tid % kChunks of rows tid / kChunks + i * kRowStep: kRowStep is a multiple of 8, so the
-// swizzled column is the same for all of its rows and the addresses advance by constants.
+// swizzled column is the same for all of its rows and the addresses advance by constants. The
+// global address steps by an opaque stride: otherwise the compiler keeps every row's 64-bit offset
+// in registers across the key loop (32 registers for K and V), which spills at kWarpM 2.
 template <int kRows, int kD, typename T>
 __device__ __forceinline__ void load_tile(T* smem, const T* gmem, int64_t row_stride, int rows_valid, int tid) {
   using Tile = SwizzledTile<kD>;
@@ -55,19 +61,24 @@ __device__ __forceinline__ void load_tile(T* smem, const T* gmem, int64_t row_st
   static_assert(kRows % kRowStep == 0 && kRowStep % 8 == 0, "tile must split evenly over the CTA");
   const int row = tid / Tile::kChunks, col = (tid % Tile::kChunks) * 8;
   const T* src = gmem + row * row_stride + col;
+  int64_t step = kRowStep * row_stride;
+  opaque(step);
   T* dst = smem + Tile::offset(row, col);
 #pragma unroll
   for (int it = 0; it < kRows / kRowStep; ++it) {
     const bool valid = row + it * kRowStep < rows_valid;
-    cp_async_16(dst + it * kRowStep * kD, valid ? src + it * kRowStep * row_stride : gmem, valid);
+    cp_async_16(dst + it * kRowStep * kD, valid ? src : gmem, valid);
+    src += step;
   }
 }
 
 // q/k/v/o/lse: see FlashParams. Grid (ceil(seqlen_q / kBlockM), heads_q, batch).
-template <int kD, typename T, bool kCausal, bool kEvenN>
+template <int kD, int kWarpM, typename T, bool kCausal, bool kEvenN>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p) {
+  constexpr int kBlockM = 64 * kWarpM, kWarpRows = 16 * kWarpM;
   constexpr int kBlockN = kBlockNOf<kD>;
   constexpr int kDTiles = kD / 8, kNTiles = kBlockN / 8;  // 8-wide mma n-tiles of O and of S
+  constexpr bool kQInRegs = kWarpM == 1;
   using Tile = SwizzledTile<kD>;
   LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 128);
   T* s_q = reinterpret_cast<T*>(smem_raw);  // [kBlockM, kD]; reused per warp for the O tile
@@ -123,21 +134,39 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
   cp_async_wait<1>();  // Q landed (K/V tile 0 may still be in flight)
   __syncthreads();
 
-  const int warp_row = warp * 16;  // first tile row of this warp
-  uint32_t q_frag[kD / 16][4];
+  const int warp_row = warp * kWarpRows;  // first tile row of this warp
+  // ldmatrix row addresses as 32-bit shared offsets (LaneAddr): A operands (Q) and transposed B
+  // operands (V) read rows lane % 16, chunk lane / 16 of a 16 x 16 block; plain B operands (K)
+  // rows lane % 8 (+8 for lanes 16..31), chunk (lane / 8) % 2.
+  const uint32_t u_q = smem_addr(s_q), u_k = smem_addr(s_k), u_v = smem_addr(s_v);
+  const LaneAddr<kD> lane_a(lane & 15, lane >> 4), lane_b((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+  // A fragment of query rows warp_row + 16 mt .. + 15, head-dim columns 16 ks .. 16 ks + 15.
+  auto load_q = [&](uint32_t(&a)[4], const LaneAddr<kD>& la, int mt, int ks) {
+    ldsm_x4(a, u_q + la.at(warp_row + mt * 16, ks * 2));
+  };
+  uint32_t q_frag[kQInRegs ? kD / 16 : 1][4];
+  if constexpr (kQInRegs) {
 #pragma unroll
-  for (int ks = 0; ks < kD / 16; ++ks)
-    ldmatrix_x4(q_frag[ks], s_q + Tile::offset(warp_row + (lane & 15), ks * 16 + (lane >> 4) * 8));
+    for (int ks = 0; ks < kD / 16; ++ks) load_q(q_frag[ks], lane_a, 0, ks);
+  }
 
-  // Thread state for its two rows r = 0, 1 (tile rows warp_row + lane / 4 + 8r); O columns
-  // dt * 8 + 2 * (lane % 4) + {0, 1} (C fragment layout, flash_mma.cuh).
-  float acc_o[kDTiles][4];
+  // Thread state for its rows r = 0, 1 of each m-tile mt (tile rows warp_row + 16 mt + lane / 4
+  // + 8r); O columns dt * 8 + 2 * (lane % 4) + {0, 1} (C fragment layout, flash_mma.cuh).
+  float acc_o[kWarpM][kDTiles][4];
 #pragma unroll
-  for (int dt = 0; dt < kDTiles; ++dt)
+  for (int mt = 0; mt < kWarpM; ++mt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc_o[dt][e] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY};  // raw (unscaled) scores
-  float row_sum[2] = {0.f, 0.f};              // this thread's partial sum; quad-reduced at the end
+    for (int dt = 0; dt < kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_o[mt][dt][e] = 0.f;
+  float row_max[kWarpM][2], row_sum[kWarpM][2];  // raw (unscaled) max; this thread's partial sum
+#pragma unroll
+  for (int mt = 0; mt < kWarpM; ++mt)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      row_max[mt][r] = -INFINITY;
+      row_sum[mt][r] = 0.f;  // quad-reduced at the end
+    }
   const float scale_log2 = p.scale_log2;
 
   for (int j = 0; j < n_blocks; ++j) {
@@ -152,25 +181,42 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
     cp_async_commit();   // possibly empty: keeps "tile j is the older group" true
     cp_async_wait<1>();  // tile j landed (this thread's copies) ...
     __syncthreads();     // ... and everyone's
-    const T* k_tile = s_k + buf * kBlockN * kD;
-    const T* v_tile = s_v + buf * kBlockN * kD;
+    const uint32_t k_tile = u_k + buf * kBlockN * kD * 2, v_tile = u_v + buf * kBlockN * kD * 2;
+    LaneAddr<kD> la = lane_a, lb = lane_b;
+    opaque(la.base);
+    opaque(lb.base);
 
-    float s[kNTiles][4];
+    float s[kWarpM][kNTiles][4];
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
+    for (int mt = 0; mt < kWarpM; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] = 0.f;
+      for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks)
+        for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      uint32_t qa[kWarpM][4];
+#pragma unroll
+      for (int mt = 0; mt < kWarpM; ++mt) {
+        if constexpr (kQInRegs) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) qa[mt][e] = q_frag[ks][e];
+        } else {
+          load_q(qa[mt], la, mt, ks);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < kBlockN / 16; ++np) {
         uint32_t r[4];
-        const int k_row = np * 16 + (lane & 7) + ((lane >> 4) << 3), k_col = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldmatrix_x4(r, k_tile + Tile::offset(k_row, k_col));
+        ldsm_x4(r, k_tile + lb.at(np * 16, ks * 2));
         const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-        mma_16816<T>(s[2 * np], q_frag[ks], b0);
-        mma_16816<T>(s[2 * np + 1], q_frag[ks], b1);
+#pragma unroll
+        for (int mt = 0; mt < kWarpM; ++mt) {
+          mma_16816<T>(s[mt][2 * np], qa[mt], b0);
+          mma_16816<T>(s[mt][2 * np + 1], qa[mt], b1);
+        }
       }
+    }
 
     // Element masks only on tiles that cross the causal diagonal of the tile's first row or run
     // past the keys.
@@ -179,86 +225,104 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
     const bool past_end = !kEvenN && n0 + kBlockN > len_k;
     if (cross_diag || past_end) {
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
+      for (int mt = 0; mt < kWarpM; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = n0 + nt * 8 + (lane % 4) * 2 + (e & 1);
-          const int row = m0 + warp_row + lane / 4 + (e >> 1) * 8;
-          const int limit = kCausal ? min(len_k, row + shift + 1) : len_k;
-          if (col >= limit) s[nt][e] = -INFINITY;
-        }
+        for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int col = n0 + nt * 8 + (lane % 4) * 2 + (e & 1);
+            const int row = m0 + warp_row + mt * 16 + lane / 4 + (e >> 1) * 8;
+            const int limit = kCausal ? min(len_k, row + shift + 1) : len_k;
+            if (col >= limit) s[mt][nt][e] = -INFINITY;
+          }
     }
 
+    uint32_t p_frag[kWarpM][kNTiles][2];  // P = exp(S - max) as bf16/f16 pairs, one per (n-tile, row r)
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
+    for (int mt = 0; mt < kWarpM; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-      mx = quad_max(mx);
-      // A row that has seen no key yet keeps max -inf: subtract 0 instead, so exp2(-inf) = 0
-      // rather than exp2(-inf + inf) = NaN (needs scale_log2 > 0, checked by the launcher).
-      const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-      const float alpha = exp2f(row_max[r] * scale_log2 - max_scaled);
-      row_max[r] = mx;
-      row_sum[r] *= alpha;
+      for (int r = 0; r < 2; ++r) {
+        float mx = row_max[mt][r];
 #pragma unroll
-      for (int dt = 0; dt < kDTiles; ++dt) {
-        acc_o[dt][2 * r] *= alpha;
-        acc_o[dt][2 * r + 1] *= alpha;
+        for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        mx = quad_max(mx);
+        // A row that has seen no key yet keeps max -inf: subtract 0 instead, so exp2(-inf) = 0
+        // rather than exp2(-inf + inf) = NaN (needs scale_log2 > 0, checked by the launcher).
+        const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+        const float alpha = exp2_ftz(row_max[mt][r] * scale_log2 - max_scaled);
+        row_max[mt][r] = mx;
+        row_sum[mt][r] *= alpha;
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; ++dt) {
+          acc_o[mt][dt][2 * r] *= alpha;
+          acc_o[mt][dt][2 * r + 1] *= alpha;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+          const float p0 = exp2_ftz(fmaf(s[mt][nt][2 * r], scale_log2, -max_scaled));
+          const float p1 = exp2_ftz(fmaf(s[mt][nt][2 * r + 1], scale_log2, -max_scaled));
+          row_sum[mt][r] += p0 + p1;
+          p_frag[mt][nt][r] = pack2<T>(p0, p1);  // packed now: the f32 scores die here (registers)
+        }
       }
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          s[nt][e] = exp2f(s[nt][e] * scale_log2 - max_scaled);
-          row_sum[r] += s[nt][e];
-        }
-    }
 
-    // O += P V: the S accumulators of n-tiles 2kk, 2kk+1 are the A fragment of key block kk.
+    // O += P V: the P registers of n-tiles 2kk, 2kk+1 are the A fragment of key block kk.
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                             pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t a[kWarpM][4];
+#pragma unroll
+      for (int mt = 0; mt < kWarpM; ++mt) {
+        a[mt][0] = p_frag[mt][2 * kk][0];
+        a[mt][1] = p_frag[mt][2 * kk][1];
+        a[mt][2] = p_frag[mt][2 * kk + 1][0];
+        a[mt][3] = p_frag[mt][2 * kk + 1][1];
+      }
 #pragma unroll
       for (int dp = 0; dp < kD / 16; ++dp) {
         uint32_t r[4];
-        ldmatrix_x4_trans(r, v_tile + Tile::offset(kk * 16 + (lane & 15), dp * 16 + (lane >> 4) * 8));
+        ldsm_x4_trans(r, v_tile + la.at(kk * 16, dp * 2));
         const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-        mma_16816<T>(acc_o[2 * dp], a, b0);
-        mma_16816<T>(acc_o[2 * dp + 1], a, b1);
+#pragma unroll
+        for (int mt = 0; mt < kWarpM; ++mt) {
+          mma_16816<T>(acc_o[mt][2 * dp], a[mt], b0);
+          mma_16816<T>(acc_o[mt][2 * dp + 1], a[mt], b1);
+        }
       }
     }
     __syncthreads();  // all warps are done with buffer `buf` before iteration j + 1 refills it
   }
   cp_async_wait<0>();  // only empty groups can remain; leave nothing in flight at exit
 
-  // Epilogue: normalise, stage this warp's 16 rows of O in its own rows of s_q (no other warp reads
-  // them after the Q fragments were loaded), then 16-byte stores of whole rows.
-  float lse[2];
+  // Epilogue: normalise, stage this warp's rows of O in its own rows of s_q (no other warp reads
+  // them: each warp loads only its own Q rows), then 16-byte stores of whole rows.
+  float lse[kWarpM][2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float l = quad_sum(row_sum[r]);
-    const bool seen = l > 0.f;  // false for a row whose keys are all masked (or len_k == 0)
-    const float inv = seen ? 1.f / l : 0.f;
-#pragma unroll
-    for (int dt = 0; dt < kDTiles; ++dt) {
-      acc_o[dt][2 * r] *= inv;
-      acc_o[dt][2 * r + 1] *= inv;
-    }
-    // ln(sum exp(scale * s)) = (max * scale_log2 + log2(l)) * ln(2).
-    lse[r] = seen ? (row_max[r] * scale_log2 + log2f(l)) * 0.69314718055994531f : -INFINITY;
-  }
-#pragma unroll
-  for (int dt = 0; dt < kDTiles; ++dt)
+  for (int mt = 0; mt < kWarpM; ++mt)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int row = warp_row + lane / 4 + 8 * r, col = dt * 8 + (lane % 4) * 2;
-      *reinterpret_cast<uint32_t*>(s_q + Tile::offset(row, col)) = pack2<T>(acc_o[dt][2 * r], acc_o[dt][2 * r + 1]);
+      const float l = quad_sum(row_sum[mt][r]);
+      const bool seen = l > 0.f;  // false for a row whose keys are all masked (or len_k == 0)
+      const float inv = seen ? 1.f / l : 0.f;
+#pragma unroll
+      for (int dt = 0; dt < kDTiles; ++dt) {
+        acc_o[mt][dt][2 * r] *= inv;
+        acc_o[mt][dt][2 * r + 1] *= inv;
+      }
+      // ln(sum exp(scale * s)) = (max * scale_log2 + log2(l)) * ln(2).
+      lse[mt][r] = seen ? (row_max[mt][r] * scale_log2 + log2f(l)) * 0.69314718055994531f : -INFINITY;
     }
+#pragma unroll
+  for (int mt = 0; mt < kWarpM; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < kDTiles; ++dt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = warp_row + mt * 16 + lane / 4 + 8 * r, col = dt * 8 + (lane % 4) * 2;
+        *reinterpret_cast<uint32_t*>(s_q + Tile::offset(row, col)) =
+            pack2<T>(acc_o[mt][dt][2 * r], acc_o[mt][dt][2 * r + 1]);
+      }
   __syncwarp();
-  constexpr int kStoreIters = 16 * Tile::kChunks / 32;
+  constexpr int kStoreIters = kWarpRows * Tile::kChunks / 32;
 #pragma unroll
   for (int it = 0; it < kStoreIters; ++it) {
     const int i = lane + it * 32;
@@ -269,10 +333,12 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
   }
   if (lane % 4 == 0) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = warp_row + lane / 4 + 8 * r;
-      if (m0 + row < len_q) g_lse[row] = lse[r];
-    }
+    for (int mt = 0; mt < kWarpM; ++mt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = warp_row + mt * 16 + lane / 4 + 8 * r;
+        if (m0 + row < len_q) g_lse[row] = lse[mt][r];
+      }
   }
 }
 
@@ -286,51 +352,67 @@ void bool_switch(bool v, F&& f) {
     f(std::false_type{});
 }
 
-template <int kD, typename T, bool kCausal, bool kEvenN>
+template <int kD, int kWarpM, typename T, bool kCausal, bool kEvenN>
 void run_fwd(const FlashParams& p, cudaStream_t stream) {
-  auto kernel = flash_fwd_kernel<kD, T, kCausal, kEvenN>;
-  constexpr size_t smem = kSmemBytesOf<kD>;
+  auto kernel = flash_fwd_kernel<kD, kWarpM, T, kCausal, kEvenN>;
+  constexpr size_t smem = kSmemBytesOf<kD, kWarpM>;
+  constexpr int block_m = 64 * kWarpM;
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const dim3 grid(static_cast<unsigned>((p.seqlen_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads_q),
+  const dim3 grid(static_cast<unsigned>((p.seqlen_q + block_m - 1) / block_m), static_cast<unsigned>(p.heads_q),
                   static_cast<unsigned>(p.batch));
   LLOCO_LAUNCH(grid, kThreads, smem, stream, kernel)(p);
 }
 
 template <int kD, typename T>
-void dispatch_flags(const FlashParams& p, cudaStream_t stream) {
+void dispatch_flags(const FlashParams& p, int block_m, cudaStream_t stream) {
   // Dense problems whose key length fills whole tiles need no bounds mask; varlen lengths vary.
   const bool even_n = p.cu_seqlens_k == nullptr && p.seqlen_k % kBlockNOf<kD> == 0;
   bool_switch(p.causal, [&](auto causal) {
-    bool_switch(even_n, [&](auto even) { run_fwd<kD, T, decltype(causal)::value, decltype(even)::value>(p, stream); });
+    bool_switch(even_n, [&](auto even) {
+      constexpr bool kCausal = decltype(causal)::value, kEven = decltype(even)::value;
+      if (block_m == 128)
+        run_fwd<kD, 2, T, kCausal, kEven>(p, stream);
+      else
+        run_fwd<kD, 1, T, kCausal, kEven>(p, stream);
+    });
   });
 }
 
 template <typename T>
-void dispatch_head_dim(const FlashParams& p, cudaStream_t stream) {
+void dispatch_head_dim(const FlashParams& p, int block_m, cudaStream_t stream) {
   if (p.head_dim == 64)
-    dispatch_flags<64, T>(p, stream);
+    dispatch_flags<64, T>(p, block_m, stream);
   else
-    dispatch_flags<128, T>(p, stream);
+    dispatch_flags<128, T>(p, block_m, stream);
 }
 
-// Compute capability >= 8.0, queried once per device (0 = not yet known, 1 = yes, 2 = no).
-bool device_has_mma_sync() {
+// Compute capability major of the current device, queried once per device.
+int device_cc_major() {
   int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
-  static std::array<std::atomic<int>, 64> cache{};
+  static std::array<std::atomic<int>, 64> cache{};  // 0 = not yet known
   auto query = [dev] {
     int major = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return major >= 8 ? 1 : 2;
+    return major;
   };
-  if (dev < 0 || dev >= static_cast<int>(cache.size())) return query() == 1;
+  if (dev < 0 || dev >= static_cast<int>(cache.size())) return query();
   int known = cache[dev].load(std::memory_order_relaxed);
   if (known == 0) {
     known = query();
     cache[dev].store(known, std::memory_order_relaxed);
   }
-  return known == 1;
+  return known;
+}
+
+// The query tile (see the header comment): 128 rows on sm_90+ when the grid of 128-row tiles
+// still gives every SM its 2 CTAs; else 64 rows (more, smaller CTAs fill the GPU better).
+int choose_block_m(const FlashParams& p) {
+  if (p.fwd_block_m != 0) return p.fwd_block_m;
+  if (device_cc_major() < 9) return 64;
+  const int64_t ctas_128 = (p.seqlen_q + 127) / 128 * int64_t(p.heads_q) * p.batch;
+  return ctas_128 >= 2 * int64_t(device_sm_count()) ? 128 : 64;
 }
 
 bool strides_ok(int64_t batch, int64_t row, int64_t head) { return batch % 8 == 0 && row % 8 == 0 && head % 8 == 0; }
@@ -347,7 +429,7 @@ bool flash_supported(const FlashParams& p) {
       !strides_ok(p.v_batch_stride, p.v_row_stride, p.v_head_stride) ||
       !strides_ok(p.o_batch_stride, p.o_row_stride, p.o_head_stride))
     return false;
-  return device_has_mma_sync();
+  return device_cc_major() >= 8;
 }
 
 void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
@@ -362,11 +444,14 @@ void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
   LLOCO_CHECK(p.batch >= 0 && p.batch < 65536 && p.heads_q < 65536 && p.seqlen_q >= 0 && p.seqlen_k >= 0,
               "flash_fwd", "grid out of range: batch ", p.batch, ", heads_q ", p.heads_q, ", seqlen_q ", p.seqlen_q,
               ", seqlen_k ", p.seqlen_k);
+  LLOCO_CHECK(p.fwd_block_m == 0 || p.fwd_block_m == 64 || p.fwd_block_m == 128, "flash_fwd",
+              "fwd_block_m ", p.fwd_block_m, " must be 0 (auto), 64 or 128");
   if (p.batch == 0 || p.seqlen_q == 0) return;
+  const int block_m = choose_block_m(p);
   if (p.is_bf16)
-    dispatch_head_dim<__nv_bfloat16>(p, stream);
+    dispatch_head_dim<__nv_bfloat16>(p, block_m, stream);
   else
-    dispatch_head_dim<__half>(p, stream);
+    dispatch_head_dim<__half>(p, block_m, stream);
   CUDA_LAUNCH_CHECK(stream, "flash_fwd");
 }
 

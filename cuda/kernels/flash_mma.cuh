@@ -37,6 +37,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(LLOCO_SIMT)
@@ -134,6 +135,73 @@ __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* 
                : "=r"(r[0]), "=r"(r[1])
                : "r"(smem_addr(smem_row))
                : "memory");
+#endif
+}
+
+// ldmatrix / st.shared on 32-bit shared-window addresses: the main loop keeps its per-lane
+// addresses as 32-bit offsets (half the registers of generic pointers). The memory clobbers keep
+// shared-memory reads and writes in program order around the barriers.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, false>(r, ::lloco::simt::shared_pointer(addr, 16));
+#else
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::ldmatrix<4, true>(r, ::lloco::simt::shared_pointer(addr, 16));
+#else
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+#endif
+}
+// Per-lane byte offsets of ldmatrix row addresses in a SwizzledTile<kCols>. A lane's row is
+// r0 + lane_row with r0 % 8 == 0, so the swizzle phase (row % 8) depends on the lane only, and for
+// an even chunk c0 the physical chunk is c0 ^ y with y = lane_chunk ^ (lane_row % 8). The offset of
+// (r0, c0) is then (base ^ (c0 << 4)) + r0 * kRowBytes: two immediate-operand ops.
+template <int kCols>
+struct LaneAddr {
+  static_assert(kCols == 64 || kCols == 128, "rows of 8 or 16 16-byte chunks, like SwizzledTile");
+  static constexpr int kRowBytes = kCols * 2;
+  uint32_t base;
+  __device__ __forceinline__ LaneAddr(int lane_row, int lane_chunk) {
+    base = static_cast<uint32_t>(lane_row * kRowBytes + ((lane_chunk ^ (lane_row & 7)) << 4));
+  }
+  __device__ __forceinline__ uint32_t at(int r0, int c0) const {
+    return (base ^ static_cast<uint32_t>(c0 << 4)) + static_cast<uint32_t>(r0 * kRowBytes);
+  }
+};
+
+// Hides x's value from the compiler (no instruction): per-lane bases passed through this inside a
+// loop make the compiler recompute the (base ^ c) offsets there, two cheap integer ops each, instead
+// of hoisting every distinct offset into its own register for the whole loop.
+__device__ __forceinline__ void opaque(uint32_t& x) {
+#if !defined(LLOCO_SIMT)
+  asm volatile("" : "+r"(x));
+#endif
+}
+__device__ __forceinline__ void opaque(int64_t& x) {
+#if !defined(LLOCO_SIMT)
+  asm volatile("" : "+l"(x));
+#endif
+}
+
+// 2^x by the SFU (ex2.approx.ftz: an SFU approximation whose subnormal results flush to 0; -inf gives +0, which is how
+// masked scores vanish). exp2f would add a range fix-up (a compare and two multiplies) per call.
+__device__ __forceinline__ float exp2_ftz(float x) {
+#if defined(LLOCO_SIMT)
+  const float y = std::exp2(x);
+  return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;  // .ftz flushes subnormal results
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 #endif
 }
 

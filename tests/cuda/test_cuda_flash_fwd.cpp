@@ -60,9 +60,10 @@ void expect_empty_rows_zero(const Tensor& out_bhtd, const Tensor& lse_exact, con
   }
 }
 
-void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed) {
+void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed, int block_m = 0) {
   const std::string what = s.str() + (dt == DType::BF16 ? " bf16" : " f16") +
-                           (layout == QkvLayout::BHTD ? " [B,H,T,D]" : " [B,T,H,D]");
+                           (layout == QkvLayout::BHTD ? " [B,H,T,D]" : " [B,T,H,D]") + " block_m " +
+                           std::to_string(block_m);
   SCOPED_TRACE(what);
   const AttnData data = random_attention_data(s, dt, seed);
   const Tensor q = to_device(data.q, layout), k = to_device(data.k, layout), v = to_device(data.v, layout);
@@ -83,6 +84,7 @@ void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed) {
   p.lse_batch_stride = s.Hq * s.Tq;
   p.lse_head_stride = s.Tq;
   set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
+  p.fwd_block_m = block_m;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -101,7 +103,8 @@ TEST_F(FlashFwdTest, DenseShapesMatchReference) {
     int64_t B, Hq, Hkv, Tq, Tk;
   };
   // Tq == Tk, a decode-like Tq < Tk, Tq > Tk (causal rows that see nothing), ragged tails around
-  // both tile sizes (64 query rows; 64 or 128 keys), and GQA groups of 4.
+  // every tile size (64 or 128 query rows; 64 or 128 keys), and GQA groups of 4. Both query
+  // tilings run on every case, whatever the device would choose.
   const Case cases[] = {{1, 2, 2, 1, 1},    {2, 2, 2, 7, 7},    {1, 4, 1, 63, 65},  {3, 2, 2, 65, 65},
                         {1, 4, 1, 129, 129}, {1, 2, 2, 5, 300},  {1, 2, 2, 300, 37}, {2, 4, 1, 128, 256},
                         {1, 2, 2, 64, 128}};
@@ -112,13 +115,21 @@ TEST_F(FlashFwdTest, DenseShapesMatchReference) {
         for (const Case& c : cases) {
           const AttnShape s{c.B, c.Hq, c.Hkv, c.Tq, c.Tk, D, causal};
           const QkvLayout layout = (seed % 2 == 0) ? QkvLayout::BHTD : QkvLayout::BTHD;
-          run_dense(s, dt, layout, ++seed);
+          ++seed;
+          for (int block_m : {64, 128}) run_dense(s, dt, layout, seed, block_m);
         }
 }
 
 TEST_F(FlashFwdTest, BothLayoutsOnOneShape) {
   for (QkvLayout layout : {QkvLayout::BHTD, QkvLayout::BTHD})
     for (int64_t D : {64, 128}) run_dense({2, 4, 2, 100, 150, D, true}, DType::BF16, layout, 7);
+}
+
+TEST_F(FlashFwdTest, AutomaticTileChoiceMatchesReference) {
+  // block_m 0: the launcher picks the tiling for this device and grid (a small grid and one big
+  // enough for 128-row tiles on 132 SMs).
+  run_dense({1, 2, 2, 77, 77, 128, true}, DType::BF16, QkvLayout::BTHD, 11, 0);
+  run_dense({4, 16, 4, 520, 24, 64, false}, DType::F16, QkvLayout::BHTD, 12, 0);
 }
 
 TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
@@ -140,19 +151,22 @@ TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
   p.lse_batch_stride = Hq * Tq;
   p.lse_head_stride = Tq;
   set_flash_problem(p, 1, Hq, Hq, Tq, 0, D, false, DType::BF16);
-  for (bool causal : {false, true}) {
-    p.causal = causal;
-    cuda_kernels::launch_flash_fwd(p, nullptr);
+  for (int block_m : {64, 128})
+    for (bool causal : {false, true}) {
+      p.causal = causal;
+      p.fwd_block_m = block_m;
+      cuda_kernels::launch_flash_fwd(p, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    for (double x : out.to(lloco::cpu()).to_vector<double>()) ASSERT_EQ(x, 0.0);
-    for (double x : lse.to(lloco::cpu()).to_vector<double>()) ASSERT_EQ(x, -std::numeric_limits<double>::infinity());
-  }
+      for (double x : out.to(lloco::cpu()).to_vector<double>()) ASSERT_EQ(x, 0.0);
+      for (double x : lse.to(lloco::cpu()).to_vector<double>())
+        ASSERT_EQ(x, -std::numeric_limits<double>::infinity());
+    }
 }
 
 // Packed sequences: q [total_q, Hq, D], k/v [total_k, Hkv, D], lse [Hq, total_q], cu_seqlens on
 // the device; each sequence is compared to the reference of that sequence alone.
 void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& lens_k, int64_t Hq, int64_t Hkv,
-                int64_t D, bool causal, DType dt, uint64_t seed) {
+                int64_t D, bool causal, DType dt, uint64_t seed, int block_m) {
   const size_t B = lens_q.size();
   std::vector<int32_t> cu_q{0}, cu_k{0};
   for (size_t b = 0; b < B; ++b) {
@@ -190,6 +204,7 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
   p.cu_seqlens_k = static_cast<const int32_t*>(cu_k_d.data_ptr());
   set_flash_problem(p, static_cast<int64_t>(B), Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
                     *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
+  p.fwd_block_m = block_m;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -198,7 +213,7 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
   for (size_t b = 0; b < B; ++b) {
     const int64_t Tq = lens_q[b];
     if (Tq == 0) continue;
-    const std::string what = "varlen seq " + std::to_string(b) + " Tq " + std::to_string(Tq) + " Tk " +
+    const std::string what = "varlen block_m " + std::to_string(block_m) + " seq " + std::to_string(b) + " Tq " + std::to_string(Tq) + " Tk " +
                              std::to_string(lens_k[b]) + " D " + std::to_string(D) + (causal ? " causal" : "");
     SCOPED_TRACE(what);
     const Tensor got = out_h.narrow(0, cu_q[b], Tq).transpose(0, 1).unsqueeze(0);  // [1, Hq, Tq, D]
@@ -220,12 +235,13 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
 
 TEST_F(FlashFwdTest, VarlenBatchMatchesPerSequenceReference) {
   uint64_t seed = 500;
-  for (int64_t D : {64, 128})
-    for (bool causal : {false, true}) {
-      run_varlen({1, 37, 128, 0, 200}, {1, 37, 128, 0, 200}, 4, 1, D, causal, DType::BF16, seed += 10);
-      // Different q/k lengths: decode-like prefixes, rows that see nothing, a sequence without keys.
-      run_varlen({3, 70, 130, 4}, {40, 20, 129, 0}, 2, 2, D, causal, DType::F16, seed += 10);
-    }
+  for (int block_m : {64, 128})
+    for (int64_t D : {64, 128})
+      for (bool causal : {false, true}) {
+        run_varlen({1, 37, 128, 0, 200}, {1, 37, 128, 0, 200}, 4, 1, D, causal, DType::BF16, seed += 10, block_m);
+        // Different q/k lengths: decode-like prefixes, rows that see nothing, a sequence without keys.
+        run_varlen({3, 70, 130, 4}, {40, 20, 129, 0}, 2, 2, D, causal, DType::F16, seed += 10, block_m);
+      }
 }
 
 TEST_F(FlashFwdTest, RejectsUnsupportedProblems) {
@@ -257,6 +273,9 @@ TEST_F(FlashFwdTest, RejectsUnsupportedProblems) {
   EXPECT_FALSE(cuda_kernels::flash_supported(bad));
   bad = p;
   bad.head_dim = 96;
+  EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
+  bad = p;
+  bad.fwd_block_m = 96;  // a supported problem, but no such tiling
   EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
 }
 
