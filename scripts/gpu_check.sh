@@ -184,7 +184,7 @@ fi
 # ---- summary -------------------------------------------------------------------------------------
 cat "$TMP/peers.log" >> "$OUT_DIR/tests.log"
 python3 - "$TMP" "${TESTS[*]}" "${ABSENT[*]:-}" <<'PY' | tee -a "$SUMMARY"
-import json, os, sys, xml.etree.ElementTree as ET
+import json, os, re, sys, xml.etree.ElementTree as ET
 tmp, tests, absent = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 bad = 0
 print("\n== tests (CUDA vs CPU backend and references)")
@@ -259,6 +259,17 @@ if lora:
         print(f"{n:34s} {b['real_time']:9.1f} {b.get('base_us', 0):8.1f} {ours:7.0f} {f(tp):>8s} {f(pp):>7s} "
               f"{b.get('GB/s', 0):6.0f}")
     print("sgmv/bgmv rows: ours % and torch % = delta alone / one base projection; peft % = mixed-batch overhead")
+
+tiles = {}
+for b in bench("attention_bench"):
+    m = re.match(r"BM_flash_fwd_tiling/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/block_m:(\d+)", b["name"])
+    if m and not b.get("error_occurred"):
+        tiles.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+if tiles:
+    print("\n== flash fwd query tile (TFLOP/s, bf16, b*s = 16k, launcher called directly; auto = its own choice)")
+    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'64-row':>7s} {'128-row':>8s} {'auto':>6s}")
+    for (hd, c, s), r in sorted(tiles.items()):
+        print(f"{hd:3d} {c:6d} {s:6d} {r.get(64, 0):7.1f} {r.get(128, 0):8.1f} {r.get(0, 0):6.1f}")
 
 llama = load("llama_bench")
 if llama:

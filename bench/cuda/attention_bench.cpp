@@ -10,6 +10,11 @@
 // heads of dim 128, 32 or 8 kv heads (MHA, GQA 4), batch 1 and 8. GB/s counts the K and V bytes,
 // next to a same-run device-to-device cudaMemcpy (frac_memcpy).
 // Each benchmark's label names the kernel family the op dispatched to (cuda/attention_dispatch.h).
+//
+// Tiling: the flash forward launcher called directly on the sweep shapes with each query tile
+// forced (block_m 64 / 128) and with its own choice (block_m 0), so one run shows which tiling the
+// device prefers and whether the automatic choice takes it.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -18,6 +23,7 @@
 #include "core/ops.h"
 #include "cuda/attention_dispatch.h"
 #include "cuda/cuda.h"
+#include "cuda/kernels/flash.h"
 
 namespace lloco::bench {
 namespace {
@@ -95,6 +101,50 @@ void sweep_args(benchmark::internal::Benchmark* b) {
       for (int64_t s = 512; s <= kSweepTokens; s *= 2) b->Args({d, causal, s});
 }
 
+// args: head dim, causal, seqlen, block_m (0 = the launcher's choice). q/k/v/o [B, S, H, D] bf16.
+void BM_flash_fwd_tiling(benchmark::State& state) {
+  guarded(state, [&] {
+    const SweepShape p = sweep_shape(state);
+    const int block_m = static_cast<int>(state.range(3));
+    const Tensor q = randn({p.b, p.s, p.h, p.d}, 1, DType::BF16, cuda());
+    const Tensor k = randn({p.b, p.s, p.h, p.d}, 2, DType::BF16, cuda());
+    const Tensor v = randn({p.b, p.s, p.h, p.d}, 3, DType::BF16, cuda());
+    const Tensor o = empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda());
+    const Tensor lse = empty({p.b, p.h, p.s}, DType::F32, cuda());
+    cuda_kernels::FlashParams fp;
+    fp.q = q.data_ptr();
+    fp.k = k.data_ptr();
+    fp.v = v.data_ptr();
+    fp.o = o.data_ptr();
+    const int64_t batch_stride = p.s * p.h * p.d, row_stride = p.h * p.d, head_stride = p.d;
+    for (int64_t* s : {&fp.q_batch_stride, &fp.k_batch_stride, &fp.v_batch_stride, &fp.o_batch_stride}) *s = batch_stride;
+    for (int64_t* s : {&fp.q_row_stride, &fp.k_row_stride, &fp.v_row_stride, &fp.o_row_stride}) *s = row_stride;
+    for (int64_t* s : {&fp.q_head_stride, &fp.k_head_stride, &fp.v_head_stride, &fp.o_head_stride}) *s = head_stride;
+    fp.lse = static_cast<float*>(lse.data_ptr());
+    fp.lse_batch_stride = p.h * p.s;
+    fp.lse_head_stride = p.s;
+    fp.batch = static_cast<int>(p.b);
+    fp.heads_q = fp.heads_kv = static_cast<int>(p.h);
+    fp.seqlen_q = fp.seqlen_k = static_cast<int>(p.s);
+    fp.head_dim = static_cast<int>(p.d);
+    fp.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
+    fp.scale_log2 = fp.scale * 1.4426950408889634f;
+    fp.causal = p.causal;
+    fp.is_bf16 = true;
+    fp.fwd_block_m = block_m;
+    const double sec = time_loop(state, [&] { cuda_kernels::launch_flash_fwd(fp, nullptr); });
+    report_flops(state, sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
+  });
+}
+
+void tiling_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"hd", "causal", "seqlen", "block_m"});
+  for (int64_t d : {64, 128})
+    for (int64_t causal : {0, 1})
+      for (int64_t s : {1024, 4096, 16384})
+        for (int64_t block_m : {64, 128, 0}) b->Args({d, causal, s, block_m});
+}
+
 // args: batch, kv heads, Tk. Causal as the model decodes (bottom-right aligned: the one query row
 // sees every cached key).
 void BM_attention_decode(benchmark::State& state) {
@@ -123,6 +173,7 @@ void decode_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_attention_fwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_fwd_bwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_flash_fwd_tiling)->Apply(tiling_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_decode)->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 
 }  // namespace

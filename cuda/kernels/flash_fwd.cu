@@ -13,8 +13,8 @@
 //   kWarpM 1 (kBlockM 64): the Q fragments stay in registers for the whole key loop. Every K/V
 //     fragment a warp loads from smem feeds the mma of 16 query rows: 16 FLOP per smem byte.
 //   kWarpM 2 (kBlockM 128, FlashAttention-2's tiling for A100/H100): each K/V fragment feeds two
-//     16-row tiles, so the warps need 26 FLOP per smem byte (Q fragments are re-read from smem per
-//     key tile to make room for the doubled O and S accumulators). Twice the smem for Q: on sm_90
+//     16-row tiles: 26 FLOP per smem byte read, counting the Q fragments, which are re-read from
+//     smem per key tile to make room for the doubled O and S accumulators. Twice the smem for Q: on sm_90
 //     (228 KB / SM) it still fits 2 CTAs / SM, on sm_80 (164 KB) only one, so sm_80 keeps kWarpM 1.
 //
 // Key tile per head dim (kBlockN) and registers per thread (Q frags in regs only for kWarpM 1):
@@ -23,8 +23,9 @@
 //          hd64 where each tile carries little mma work per softmax element.
 //   hd128: kBlockN = 64. kWarpM 1: Q 32 + O 64 + S 32; kWarpM 2: O 128 + S 64.
 // smem = (kBlockM + 4 kBlockN) * kD * 2 bytes: hd64 72 / 80 KB, hd128 80 / 96 KB (kWarpM 1 / 2).
-// ptxas (CUDA 13, sm_90) resource usage of every variant is in bench/RESULTS.md
-// (scripts/kernel_resources.py); none spills.
+// Registers (CUDA 13, sm_90; scripts/kernel_report.py, table in bench/RESULTS.md): kWarpM 1 uses
+// 170-182, kWarpM 2 all 255 with 16-56 bytes of spills. In the hd128 key loop those are 4 global
+// base addresses and the 4 running sums, 12 local accesses per ~1040 instructions (256 HMMA).
 #include <array>
 #include <atomic>
 #include <cmath>
