@@ -9,6 +9,11 @@ give the CTAs per SM the register file allows (the smem limit depends on the lau
 kernel's header comment).
 
     python3 scripts/kernel_report.py [--arch 90] [--files flash_fwd.cu ...] [--match REGEX] [--md F] [--json F]
+                                     [--spill-budget 'REGEX=BYTES' ...]
+
+With --spill-budget, every kernel whose name matches a REGEX may spill (store) at most BYTES, kernels
+matching none of them 0; the first matching budget applies. Exits 1 listing the kernels over budget
+(CTest cuda.spill_budget runs this on the flash and LoRA kernels).
 
 cuobjdump is not part of our Debian toolchain; the script looks in $CUOBJDUMP, PATH,
 /usr/local/cuda/bin and .venv (`.venv/bin/pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`, NVIDIA's
@@ -34,6 +39,7 @@ LOOP_CLASSES = ["HMMA", "LDSM", "LDGSTS", "LDS", "STS", "LDG", "STG", "LDL", "ST
                 "FFMA", "FMUL", "FADD", "FMNMX"]
 # Hopper register file: 64K 32-bit registers per SM, allocated per warp in units of 256.
 REGS_PER_SM, REG_UNIT, MAX_WARPS_PER_SM, MAX_CTAS_PER_SM = 65536, 256, 64, 32
+NVCC = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"  # --nvcc overrides
 
 
 def find_cuobjdump():
@@ -44,10 +50,8 @@ def find_cuobjdump():
 
 def compile_file(path, arch, workdir):
     obj = os.path.join(workdir, os.path.basename(path) + ".o")
-    cmd = ["nvcc", "-I" + ROOT, "-O3", "-DNDEBUG", "-std=c++20", f"--generate-code=arch=compute_{arch},code=sm_{arch}",
+    cmd = [NVCC, "-I" + ROOT, "-O3", "-DNDEBUG", "-std=c++20", f"--generate-code=arch=compute_{arch},code=sm_{arch}",
            "-Xptxas", "-v", "-x", "cu", "-c", path, "-o", obj]
-    if not shutil.which("nvcc") and os.access("/usr/local/cuda/bin/nvcc", os.X_OK):
-        cmd[0] = "/usr/local/cuda/bin/nvcc"
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{path}: nvcc failed (rc {r.returncode}):\n{r.stderr[-3000:]}")
@@ -159,11 +163,22 @@ def demangle(names):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="90", help="SM architecture, e.g. 90 or 80")
+    ap.add_argument("--nvcc", help="the nvcc to use (default: PATH, else /usr/local/cuda/bin/nvcc)")
     ap.add_argument("--files", nargs="*", default=DEFAULT_FILES, help="files under cuda/kernels (default: %(default)s)")
     ap.add_argument("--match", default="", help="only kernels whose demangled name matches this regex")
     ap.add_argument("--md", help="write the markdown table here")
     ap.add_argument("--json", help="write the rows as JSON here")
+    ap.add_argument("--spill-budget", nargs="*", default=None, metavar="REGEX=BYTES",
+                    help="fail when a kernel spills more than its budget (see the module doc)")
     args = ap.parse_args()
+    global NVCC
+    NVCC = args.nvcc or NVCC
+    budgets = []
+    for item in args.spill_budget or []:
+        pattern, sep, limit = item.rpartition("=")
+        if not sep or not limit.isdigit():
+            sys.exit(f"kernel_report: --spill-budget wants REGEX=BYTES, got {item!r}")
+        budgets.append((re.compile(pattern), int(limit)))
     cuobjdump = find_cuobjdump()
     paths = [os.path.join(ROOT, "cuda/kernels", f) for f in args.files]
     for p in paths:
@@ -196,6 +211,17 @@ def main():
         write_atomic(args.md, md)
     if args.json:
         write_atomic(args.json, json.dumps({"arch": args.arch, "kernels": rows}, indent=1))
+    if args.spill_budget is not None:
+        over = []
+        for r in rows:
+            limit = next((b for p, b in budgets if p.search(r["kernel"])), 0)
+            if r.get("spill_stores", 0) > limit:
+                over.append(f"  {r['file']}: {r['kernel']} spills {r['spill_stores']} bytes (budget {limit})")
+        if over:
+            print(f"kernel_report: {len(over)} kernel(s) over their spill budget on sm_{args.arch}:", file=sys.stderr)
+            print("\n".join(over), file=sys.stderr)
+            sys.exit(1)
+        print(f"kernel_report: all {len(rows)} kernels within their spill budgets on sm_{args.arch}", file=sys.stderr)
 
 
 def render(rows, arch, with_sass):
