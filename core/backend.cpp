@@ -40,6 +40,10 @@ void Backend::swiglu_bwd(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, 
 void Backend::lora_matmul(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, const LoraMatmulParams&, Stream) {
   missing_kernel(*this, "lora_matmul");
 }
+bool Backend::lora_linear_fused(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef,
+                                double, Stream) {
+  return false;  // no fused kernel: the caller composes
+}
 void Backend::lora_weight_grad(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, double, Stream) {
   missing_kernel(*this, "lora_weight_grad");
 }

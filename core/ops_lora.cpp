@@ -144,7 +144,8 @@ Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scal
 
 // One output buffer: the base projection is written by the GEMM and the low-rank expand accumulates
 // into it, so LoRA costs the shrink plus one read-modify-write of y instead of a second [N, O]
-// tensor and an add.
+// tensor and an add. Backends with a fused kernel for the operands (CUDA: decode-sized batches) do
+// all three products in one launch instead.
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const Tensor& b, double scale,
                    const LoraSegments& seg) {
   const char* op = "lora_linear";
@@ -159,13 +160,20 @@ Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const
   LLOCO_CHECK_EQ(weight.size(1), x.size(-1), op, "weight in-features vs x features");
   LLOCO_CHECK_EQ(weight.size(0), b.size(1), op, "weight out-features vs b ([L, O, r] dim 1)");
   Tensor xd = x2.detach(), wd = weight.detach(), ad = a.detach(), bd = b.detach();
-  Tensor y;
-  {
-    NoGradGuard no_grad;
-    y = matmul(xd, wd.transpose(0, 1)).contiguous();  // [N, O]
+  const int64_t N = xd.size(0);
+  Tensor y = empty({N, wd.size(0)}, x.dtype(), x.device());
+  Tensor t = empty({N, ad.size(1)}, x.dtype(), x.device());  // [N, r]: the shrink, kept for backward
+  const bool fused = N > 0 && backend_of(xd).lora_linear_fused(to_ref(y), to_ref(t), to_ref(xd), to_ref(wd),
+                                                               to_ref(ad), to_ref(bd), to_ref(seg.indptr_dev),
+                                                               to_ref(seg.adapter_dev), scale, stream_of(xd));
+  if (!fused) {
+    {
+      NoGradGuard no_grad;
+      y = matmul(xd, wd.transpose(0, 1)).contiguous();  // [N, O]
+    }
+    lora_matmul_into(t, xd, ad, seg, 1.0, true, false);
+    lora_matmul_into(y, t, bd, seg, scale, true, true);
   }
-  Tensor t = lora_matmul_new(xd, ad, seg, 1.0, true);  // [N, r]
-  lora_matmul_into(y, t, bd, seg, scale, true, true);
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), ga = a.requires_grad(), gb = b.requires_grad();
   y = record(y, op, {x2, weight, a, b}, [xd, wd, ad, bd, t, seg, scale, gx, gw, ga, gb](const Tensor& g) {
     const int64_t L = ad.size(0);

@@ -60,6 +60,8 @@ class CudaBackend final : public Backend {
                             const VarlenParams& vp, const AttentionParams& p, Stream s) override;
   void lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef indptr, TensorRef adapter,
                    const LoraMatmulParams& p, Stream s) override;
+  bool lora_linear_fused(TensorRef y, TensorRef t, TensorRef x, TensorRef w, TensorRef a, TensorRef b,
+                         TensorRef indptr, TensorRef adapter, double scale, Stream s) override;
   void lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
                         double scale, Stream s) override;
   void adamw_step(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, const AdamWParams& p,

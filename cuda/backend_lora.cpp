@@ -60,6 +60,34 @@ void CudaBackend::lora_matmul(TensorRef y, TensorRef x, TensorRef w, TensorRef i
                      to_cuda(s));
 }
 
+bool CudaBackend::lora_linear_fused(TensorRef y, TensorRef t, TensorRef x, TensorRef w, TensorRef a, TensorRef b,
+                                    TensorRef indptr, TensorRef adapter, double scale, Stream s) {
+  const char* op = "lora_linear_fused";
+  check_rank(x, 2, op, "x", "[N, I]");
+  check_rank(y, 2, op, "y", "[N, O]");
+  check_rank(t, 2, op, "t", "[N, r]");
+  check_rank(w, 2, op, "w", "[O, I]");
+  check_rank(a, 3, op, "a", "[L, r, I]");
+  check_rank(b, 3, op, "b", "[L, O, r]");
+  for (const TensorRef* u : {&y, &t, &w, &a, &b})
+    LLOCO_CHECK(u->dtype == x.dtype, op, "operand dtypes differ: ", dtype_name(u->dtype), " vs x ",
+                dtype_name(x.dtype));
+  const int64_t N = x.shape[0], I = x.shape[1], O = w.shape[0], R = a.shape[1], L = a.shape[0];
+  LLOCO_CHECK_EQ(w.shape[1], I, op, "w in-features vs x [N, I] dim 1");
+  LLOCO_CHECK_EQ(a.shape[2], I, op, "a [L, r, I] dim 2 vs x features");
+  LLOCO_CHECK(b.shape[0] == L && b.shape[1] == O && b.shape[2] == R, op, "b must be [L, O, r] = [", L, ", ", O, ", ",
+              R, "], got [", b.shape[0], ", ", b.shape[1], ", ", b.shape[2], "]");
+  LLOCO_CHECK(y.shape[0] == N && y.shape[1] == O, op, "y must be [N, O] = [", N, ", ", O, "], got [", y.shape[0],
+              ", ", y.shape[1], "]");
+  LLOCO_CHECK(t.shape[0] == N && t.shape[1] == R, op, "t must be [N, r] = [", N, ", ", R, "], got [", t.shape[0],
+              ", ", t.shape[1], "]");
+  const LoraRows rows = lora_rows(indptr, adapter, N, op);
+  const LoraStack a_stack{a.data, stride_of(a, 0), a.shape[2] == 1 ? 1 : a.strides[2], stride_of(a, 1)};
+  const LoraStack b_stack{b.data, stride_of(b, 0), b.shape[2] == 1 ? 1 : b.strides[2], stride_of(b, 1)};
+  return launch_lora_linear_small(lora_mat(y), lora_mat(t), lora_mat(x), lora_mat(w), a_stack, b_stack, x.dtype, N,
+                                  I, O, R, L, rows, scale, to_cuda(s));
+}
+
 void CudaBackend::lora_weight_grad(TensorRef dw, TensorRef lhs, TensorRef rhs, TensorRef indptr, TensorRef adapter,
                                    double scale, Stream s) {
   const char* op = "lora_weight_grad";

@@ -7,12 +7,19 @@
 //    output columns and updates y with one 16-byte read-modify-write.
 // Row -> adapter: each row binary-searches indptr in-kernel (segment mode) or reads adapter[n]
 // (per-row mode), so grids are sized from N alone and never depend on host copies of indptr.
+// lora_linear_small (decode, N <= 4 rows): the base projection and both LoRA products in one launch,
+// so an unmerged adapter costs no extra launches where the base GEMV itself takes ~10 us. Every
+// block first computes all of t = x A^T (N x r dots, A from L2) into shared memory, then its warps
+// stream W rows (grid-stride over output features, 16-byte loads, kLinearUnroll in flight per lane)
+// against x (read through L1) and add scale * t B^T before the single rounding of y. One block per
+// SM bounds the repeated t work to about N * r / (O / num_sms) of the W traffic.
 // lora_weight_grad: one block per (adapter, P tile, Q tile, row split) walks every splits-th
 // chunk of that adapter's rows, staged in shared memory. With one split it writes dw directly;
 // otherwise splits partial sums go to a workspace that a second kernel adds in a fixed order (a
 // single adapter over 2k rows would else fill only ~32 blocks). No atomics, every dw element written.
 #include "cuda/kernels/lora.cuh"
 
+#include <algorithm>
 #include <type_traits>
 
 #include "cuda/common.cuh"
@@ -57,13 +64,17 @@ __device__ __forceinline__ int64_t adapter_of(const LoraRows& r, int64_t n) {
   return r.adapter[lo * r.adapter_stride];
 }
 
-__device__ __forceinline__ int64_t checked_adapter(const MatmulArgs& g, int64_t n) {
-  const int64_t l = adapter_of(g.rows, n);
-  if (l >= g.L) {
-    raise_error(g.err, kErrIndexRange);
+// Row n's adapter id, or -1 for none; an id >= L raises kErrIndexRange and counts as none.
+__device__ __forceinline__ int64_t checked_adapter(const LoraRows& rows, int64_t L, int* err, int64_t n) {
+  const int64_t l = adapter_of(rows, n);
+  if (l >= L) {
+    raise_error(err, kErrIndexRange);
     return -1;
   }
   return l;
+}
+__device__ __forceinline__ int64_t checked_adapter(const MatmulArgs& g, int64_t n) {
+  return checked_adapter(g.rows, g.L, g.err, n);
 }
 
 template <typename T, typename A>
@@ -332,7 +343,132 @@ void launch_shrink(const MatmulArgs& g, bool kcontig, cudaStream_t stream) {
   else LLOCO_LAUNCH(grid, kShrinkWarps * 32, 0, stream, lora_shrink_kernel<T, TILE, false>)(g);
 }
 
+// ---- lora_linear_small -------------------------------------------------------------------------
+
+constexpr int kLinearWarps = 8;
+constexpr int kLinearUnroll = 8;  // 16-byte W packs in flight per lane: 32 KB per block
+
+struct LinearArgs {
+  void* y;           // [N, O], unit column stride
+  int64_t y_rs;
+  void* t;           // [N, R] or nullptr, unit column stride
+  int64_t t_rs;
+  const void* x;     // [N, I], unit column stride
+  int64_t x_rs;
+  const void* w;     // [O, I], unit column stride
+  int64_t w_rs;
+  LoraStack a;       // a[l, i, k]: i along I (k_stride 1), k along the rank (m_stride)
+  LoraStack b;       // b[l, k, o]: k along the rank, o along O
+  int64_t N, I, O, R, L;
+  LoraRows rows;
+  float scale;
+  int* err;
+};
+
+// Dot product of pack q (V elements) of two unit-stride rows.
+template <typename T>
+__device__ __forceinline__ float dot_pack(const Pack<T, kVec<T>>& u, const T* v_row, int64_t q) {
+  constexpr int V = kVec<T>;
+  const Pack<T, V> v = reinterpret_cast<const Pack<T, V>*>(v_row)[q];
+  float s = 0.f;
+#pragma unroll
+  for (int e = 0; e < V; ++e) s += to_acc<float>(u.v[e]) * to_acc<float>(v.v[e]);
+  return s;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kLinearWarps * 32) lora_linear_small_kernel(LinearArgs g) {
+  constexpr int V = kVec<T>;
+  __shared__ float t_s[kLoraLinearMaxRows][kLoraLinearMaxRank];  // t rounded to T, as the composed path has it
+  __shared__ int64_t id_s[kLoraLinearMaxRows];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int N = static_cast<int>(g.N), R = static_cast<int>(g.R);
+  const int64_t packs = g.I / V;
+  if (threadIdx.x < N) id_s[threadIdx.x] = checked_adapter(g.rows, g.L, g.err, threadIdx.x);
+  __syncthreads();
+
+  // 1. t[n, k] = x[n] . a[id(n), k], a warp per (n, k); 0 for rows without an adapter.
+  for (int p = warp; p < N * R; p += kLinearWarps) {
+    const int n = p / R, k = p % R;
+    const int64_t l = id_s[n];  // warp-uniform
+    float acc = 0.f;
+    if (l >= 0) {
+      const T* x = static_cast<const T*>(g.x) + n * g.x_rs;
+      const T* a = static_cast<const T*>(g.a.data) + l * g.a.adapter_stride + k * g.a.m_stride;
+      for (int64_t q = lane; q < packs; q += 32) acc += dot_pack<T>(reinterpret_cast<const Pack<T, V>*>(x)[q], a, q);
+      acc = warp_reduce(acc, SumOp{});
+    }
+    if (lane == 0) {
+      const T tv = from_acc<T>(acc);
+      t_s[n][k] = to_acc<float>(tv);
+      if (g.t != nullptr && blockIdx.x == 0) static_cast<T*>(g.t)[n * g.t_rs + k] = tv;
+    }
+  }
+  __syncthreads();
+
+  // 2. y[n, o] = x[n] . w[o] + scale * t[n] . b[id(n), :, o], a warp per output feature o.
+  for (int64_t o = static_cast<int64_t>(blockIdx.x) * kLinearWarps + warp; o < g.O;
+       o += static_cast<int64_t>(gridDim.x) * kLinearWarps) {
+    const T* w = static_cast<const T*>(g.w) + o * g.w_rs;
+    float acc[kLoraLinearMaxRows];
+#pragma unroll
+    for (int n = 0; n < kLoraLinearMaxRows; ++n) acc[n] = 0.f;
+    for (int64_t q0 = lane; q0 < packs; q0 += 32 * kLinearUnroll) {
+      Pack<T, V> wp[kLinearUnroll];
+#pragma unroll
+      for (int u = 0; u < kLinearUnroll; ++u)
+        if (q0 + u * 32 < packs) wp[u] = reinterpret_cast<const Pack<T, V>*>(w)[q0 + u * 32];
+#pragma unroll
+      for (int u = 0; u < kLinearUnroll; ++u) {
+        if (q0 + u * 32 >= packs) break;
+#pragma unroll
+        for (int n = 0; n < kLoraLinearMaxRows; ++n)
+          if (n < N) acc[n] += dot_pack<T>(wp[u], static_cast<const T*>(g.x) + n * g.x_rs, q0 + u * 32);
+      }
+    }
+    float mine = 0.f;  // lane n finishes row n
+#pragma unroll
+    for (int n = 0; n < kLoraLinearMaxRows; ++n) {
+      if (n >= N) break;
+      const float v = warp_reduce(acc[n], SumOp{});
+      if (lane == n) mine = v;
+    }
+    if (lane < N) {
+      const int64_t l = id_s[lane];
+      float delta = 0.f;
+      if (l >= 0) {
+        const T* b = static_cast<const T*>(g.b.data) + l * g.b.adapter_stride + o * g.b.m_stride;
+        for (int k = 0; k < R; ++k) delta += t_s[lane][k] * to_acc<float>(b[k * g.b.k_stride]);
+      }
+      static_cast<T*>(g.y)[lane * g.y_rs + o] = from_acc<T>(mine + g.scale * delta);
+    }
+  }
+}
+
 }  // namespace
+
+bool launch_lora_linear_small(LoraMat y, LoraMat t, LoraMat x, LoraMat w, LoraStack a, LoraStack b, DType dt,
+                              int64_t N, int64_t I, int64_t O, int64_t R, int64_t L, LoraRows rows, double scale,
+                              cudaStream_t stream) {
+  if (N < 1 || N > kLoraLinearMaxRows || R < 1 || R > kLoraLinearMaxRank || O < 1 || I < 1) return false;
+  if (dt != DType::F32 && dt != DType::BF16 && dt != DType::F16) return false;
+  if (x.col_stride != 1 || w.col_stride != 1 || y.col_stride != 1 || a.k_stride != 1) return false;
+  if (t.data != nullptr && t.col_stride != 1) return false;
+  bool ok = false;
+  LLOCO_DISPATCH_FLOAT(dt, "lora_linear_small", T, {
+    constexpr int V = kVec<T>;
+    ok = I % V == 0 && packable<T>(x.data, 1, x.row_stride) && packable<T>(w.data, 1, w.row_stride) &&
+         packable<T>(a.data, 1, a.adapter_stride, a.m_stride);
+    if (ok) {
+      const LinearArgs g{y.data, y.row_stride, t.data, t.row_stride, x.data, x.row_stride, w.data, w.row_stride,
+                         a, b, N, I, O, R, L, rows, static_cast<float>(scale), device_error_flag()};
+      const int64_t blocks = std::min<int64_t>((O + kLinearWarps - 1) / kLinearWarps, device_sm_count());
+      LLOCO_LAUNCH(static_cast<unsigned>(blocks), kLinearWarps * 32, 0, stream, lora_linear_small_kernel<T>)(g);
+    }
+  });
+  if (ok) CUDA_LAUNCH_CHECK(stream, "lora_linear_small");
+  return ok;
+}
 
 void launch_lora_matmul(LoraMat y, LoraMat x, LoraStack w, DType dt, int64_t N, int64_t I, int64_t O, int64_t L,
                         LoraRows rows, double scale, bool accumulate, cudaStream_t stream) {

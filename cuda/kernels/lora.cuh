@@ -40,6 +40,18 @@ struct LoraStack {
 void launch_lora_matmul(LoraMat y, LoraMat x, LoraStack w, DType dt, int64_t N, int64_t I, int64_t O, int64_t L,
                         LoraRows rows, double scale, bool accumulate, cudaStream_t stream);
 
+// Fused LoRA linear for a few rows (decode): y [N, O] = x [N, I] @ w [O, I]^T + scale * t @ b[a(n)]^T
+// with t [N, R] = x @ a[a(n)]^T rounded to the dtype (also written to t when t.data != nullptr).
+// a: a[l, i, k] (k_stride along I must be 1: a [L, R, I]); b: b[l, k, o] (b [L, O, R] by strides).
+// Rows without an adapter get the base projection and t = 0. Returns false, launching nothing,
+// when the operands do not fit the kernel: more than kLoraLinearMaxRows rows, a rank above
+// kLoraLinearMaxRank, f64, non-unit inner strides, or x / w / a rows that are not 16-byte packs.
+constexpr int64_t kLoraLinearMaxRows = 4;
+constexpr int64_t kLoraLinearMaxRank = 64;
+bool launch_lora_linear_small(LoraMat y, LoraMat t, LoraMat x, LoraMat w, LoraStack a, LoraStack b, DType dt,
+                              int64_t N, int64_t I, int64_t O, int64_t R, int64_t L, LoraRows rows, double scale,
+                              cudaStream_t stream);
+
 // How many blocks share each adapter's rows in lora_weight_grad (1: no workspace needed), and the
 // workspace bytes launch_lora_weight_grad then needs.
 int64_t lora_weight_grad_splits(int64_t N, int64_t P, int64_t Q, int64_t L);

@@ -2,13 +2,16 @@
 // distinct, uniform, zipf, skewed), per-row (BGMV) ids, adapter-less rows and empty segments;
 // shrink (x @ A^T, g @ B) and expand (t @ B^T, dt @ A) shapes; f32 / f16 / bf16 / f64; accumulate
 // on and off; padded rows and transposed weights (scalar paths); weight gradients. Outputs start
-// as NaN, and whole storages are compared, so skipped or stray writes fail.
+// as NaN, and whole storages are compared, so skipped or stray writes fail. The fused decode-size
+// lora_linear (one launch for base + LoRA) against the CPU composition, forward and backward.
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace lloco::cuda_test {
@@ -149,6 +152,86 @@ TEST_F(LoraTest, WeightGradMatchesCpu) {
           expect_close_normalized(dw, tol_for(dt), std::string("weight_grad ") + s.name + " " + as.name + " " +
                                                        dtype_name(dt) + " " + layout_name(layout));
         }
+}
+
+// max |got - want| / max |want| over the whole tensor.
+double normalized_err(const Tensor& got, const Tensor& want) {
+  const std::vector<double> g = got.to(cpu()).to(DType::F64).contiguous().to_vector<double>();
+  const std::vector<double> w = want.to(cpu()).to(DType::F64).contiguous().to_vector<double>();
+  EXPECT_EQ(g.size(), w.size());
+  double err = 0, scale = 1e-30;
+  for (size_t i = 0; i < g.size() && i < w.size(); ++i) {
+    err = std::max(err, std::abs(g[i] - w[i]));
+    scale = std::max(scale, std::abs(w[i]));
+  }
+  return err / scale;
+}
+
+// Values in `dt`, identical on both devices; N(0, std).
+Tensor rounded_randn(const Shape& shape, uint64_t seed, DType dt, double std) {
+  return (randn(shape, seed, DType::F32) * std).to(dt);
+}
+
+TEST_F(LoraTest, LinearDecodeBatchFusedMatchesCpuWithGrads) {
+  // Rows <= 4 take the fused kernel on CUDA; the CPU composes GEMM + shrink + expand. I = 136 is 17
+  // bf16 packs (a ragged last group of lanes), O = 75 a ragged last block; per-row ids include
+  // "no adapter", and a segment assignment covers the binary search.
+  const int64_t I = 136, O = 75, L = 3;
+  uint64_t seed = 900;
+  for (DType dt : {DType::F32, DType::BF16, DType::F16})
+    for (int64_t rank : {8, 64})
+      for (int64_t N : {1, 2, 4}) {
+        const std::string what = std::string(dtype_name(dt)) + " N " + std::to_string(N) + " r " + std::to_string(rank);
+        SCOPED_TRACE(what);
+        const Tensor x = rounded_randn({N, I}, ++seed, dt, 1.0), w = rounded_randn({O, I}, ++seed, dt, 0.1);
+        const Tensor a = rounded_randn({L, rank, I}, ++seed, dt, 0.1), b = rounded_randn({L, O, rank}, ++seed, dt, 0.1);
+        const Tensor dout = rounded_randn({N, O}, ++seed, dt, 1.0);
+        const std::vector<int64_t> ids = {2, -1, 0, 1};
+        for (bool by_segment : {false, true}) {
+          auto segs = [&](Device d) {
+            return by_segment ? LoraSegments::by_segment({0, N / 2, N}, {1, 2}, d)
+                              : LoraSegments::by_row(std::vector<int64_t>(ids.begin(), ids.begin() + N), d);
+          };
+          std::vector<Tensor> got, want;
+          for (Device d : {cuda(), lloco::cpu()}) {
+            Tensor xd = x.to(d), wd = w.to(d), ad = a.to(d), bd = b.to(d);
+            for (Tensor* t : {&xd, &wd, &ad, &bd}) t->requires_grad_();
+            const Tensor y = lora_linear(xd, wd, ad, bd, 0.75, segs(d));
+            std::vector<Tensor>& out = d == cuda() ? got : want;
+            out = autograd_grad(y, dout.to(d), {xd, wd, ad, bd});
+            out.insert(out.begin(), y.detach());
+          }
+          const double tol = dt == DType::F32 ? 2e-5 : (dt == DType::F16 ? 4e-3 : 2e-2);
+          const char* names[] = {"y", "dx", "dw", "da", "db"};
+          for (size_t i = 0; i < got.size(); ++i)
+            EXPECT_LE(normalized_err(got[i], want[i]), tol) << names[i] << (by_segment ? " by segment" : " by row");
+        }
+      }
+}
+
+TEST_F(LoraTest, LinearFusedDeclinesWhatItCannotRun) {
+  // The backend says false and writes nothing (y stays NaN) for more rows than the kernel takes,
+  // f64, and feature counts that are not whole 16-byte packs; it runs a decode-size bf16 batch.
+  struct Case {
+    int64_t N, I;
+    DType dt;
+    bool fused;
+  };
+  const Case cases[] = {{4, 64, DType::BF16, true}, {5, 64, DType::BF16, false},
+                        {2, 64, DType::F64, false}, {2, 60, DType::BF16, false}};
+  for (const Case& c : cases) {
+    const int64_t O = 16, r = 8, L = 2;
+    const Tensor x = rounded_randn({c.N, c.I}, 1, c.dt, 1.0).to(cuda()), w = rounded_randn({O, c.I}, 2, c.dt, 0.1).to(cuda());
+    const Tensor a = rounded_randn({L, r, c.I}, 3, c.dt, 0.1).to(cuda()), b = rounded_randn({L, O, r}, 4, c.dt, 0.1).to(cuda());
+    const Tensor y = full({c.N, O}, std::nan(""), c.dt, cuda()), t = full({c.N, r}, std::nan(""), c.dt, cuda());
+    const LoraSegments seg = LoraSegments::single(c.N, 1, cuda());
+    const bool fused = gpu().lora_linear_fused(to_ref(y), to_ref(t), to_ref(x), to_ref(w), to_ref(a), to_ref(b),
+                                               to_ref(seg.indptr_dev), to_ref(seg.adapter_dev), 1.0, stream());
+    gpu().synchronize(stream());
+    EXPECT_EQ(fused, c.fused) << "N " << c.N << " I " << c.I << " " << dtype_name(c.dt);
+    const std::vector<double> yv = y.to(lloco::cpu()).to(DType::F64).to_vector<double>();
+    for (double v : yv) EXPECT_EQ(std::isnan(v), !c.fused) << "N " << c.N << " I " << c.I;
+  }
 }
 
 TEST_F(LoraTest, AdapterOutOfRangeRaisesDeviceError) {
