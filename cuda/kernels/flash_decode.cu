@@ -103,14 +103,28 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
 
   const T* kg = static_cast<const T*>(p.k) + b * p.k_batch_stride + hk * p.k_head_stride;
   const T* vg = static_cast<const T*>(p.v) + b * p.v_batch_stride + hk * p.v_head_stride;
+  // Thread tid copies the 16-byte chunk tid % kChunks of rows tid / kChunks + i * kRowStep: compile-
+  // time shifts and pointer steps, where a flat index over n_valid * nchunks would divide by the
+  // runtime chunk count (about 20 instructions per cp.async). Chunks past the head dim stay idle.
+  constexpr int kRowStep = kThreads / Tr::kChunks;
+  static_assert(kN % kRowStep == 0, "a tile is whole passes of the CTA");
+  const int copy_chunk = tid % Tr::kChunks, copy_row = tid / Tr::kChunks;
+  const int64_t k_step = kRowStep * p.k_row_stride, v_step = kRowStep * p.v_row_stride;
   auto load_tile = [&](int tile, int stage) {
+    if (copy_chunk >= nchunks) return;
     const int j0 = key_begin + tile * kN, n_valid = min(kN, key_end - j0);
-    T* ks = kv_s + stage * 2 * kN * kPitch;
+    T* ks = kv_s + stage * 2 * kN * kPitch + copy_row * kPitch + copy_chunk * 8;
     T* vs = ks + kN * kPitch;
-    for (int i = tid; i < n_valid * nchunks; i += kThreads) {
-      const int j = i / nchunks, c = i % nchunks;
-      flash::cp_async_16(ks + j * kPitch + c * 8, kg + (j0 + j) * p.k_row_stride + c * 8, true);
-      flash::cp_async_16(vs + j * kPitch + c * 8, vg + (j0 + j) * p.v_row_stride + c * 8, true);
+    const T* kp = kg + (j0 + copy_row) * p.k_row_stride + copy_chunk * 8;
+    const T* vp = vg + (j0 + copy_row) * p.v_row_stride + copy_chunk * 8;
+#pragma unroll
+    for (int i = 0; i < kN / kRowStep; ++i) {
+      if (copy_row + i * kRowStep < n_valid) {
+        flash::cp_async_16(ks + i * kRowStep * kPitch, kp, true);
+        flash::cp_async_16(vs + i * kRowStep * kPitch, vp, true);
+      }
+      kp += k_step;
+      vp += v_step;
     }
   };
   // Start the K/V stream first, then stage the queries while it is in flight.
@@ -206,10 +220,10 @@ __global__ void __launch_bounds__(kThreads) flash_decode_split_kernel(FlashParam
         const float m_new = fmaxf(m_run[i], warp_reduce(tile_max, MaxOp{}));
         float alpha = 1.f, psum = 0.f;
         if (m_new != neg_inf<float>()) {  // else nothing visible yet: p = 0, the output stays 0
-          alpha = exp2f(m_run[i] - m_new);
+          alpha = flash::exp2_ftz(m_run[i] - m_new);
 #pragma unroll
           for (int u = 0; u < Tr::kKeysPerLane; ++u) {
-            sv[u] = exp2f(sv[u] - m_new);
+            sv[u] = flash::exp2_ftz(sv[u] - m_new);
             psum += sv[u];
           }
         } else {
