@@ -1,6 +1,7 @@
 // Op-table cases for the LoRA ops, each checked against composed::lora_delta (plain matmuls per
 // run of rows): segments with an empty segment and an adapter-less segment, per-row (BGMV)
-// assignment, one adapter for all rows, and lora_linear on a 3-D input.
+// assignment, one adapter for all rows, and lora_linear on a 3-D input and on a decode-size batch
+// (3 rows of whole 16-byte packs: CUDA's fused one-launch kernel, where the operands allow it).
 #include "tests/core/op_table.h"
 
 namespace lloco::testing {
@@ -42,6 +43,19 @@ void append_lora_cases(std::vector<OpCase>& table) {
     return add(linear(x[0], x[1]), delta.reshape({1, 7, 6}));
   };
   table.push_back(lin);
+
+  OpCase dec;
+  dec.name = "lora_linear/decode_rows";
+  dec.inputs = {N({1, 3, 16}), N({6, 16}), N({3, 4, 16}), N({3, 6, 4})};
+  dec.run = [scale](const In& x) {
+    return lora_linear(x[0], x[1], x[2], x[3], scale, LoraSegments::by_row({2, -1, 0}, x[0].device()));
+  };
+  dec.reference = [scale](const In& x) {
+    const LoraSegments seg = LoraSegments::by_row({2, -1, 0}, x[0].device());
+    Tensor delta = composed::lora_delta(x[0].reshape({3, 16}), x[2], x[3], scale, seg);
+    return add(linear(x[0], x[1]), delta.reshape({1, 3, 6}));
+  };
+  table.push_back(dec);
 }
 
 }  // namespace lloco::testing
