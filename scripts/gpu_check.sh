@@ -243,22 +243,25 @@ if lora:
     print("\n== LoRA r8, 4096x4096 bf16 (us; overhead = (LoRA - base) / base; torch/peft: same-run PyTorch peers)")
     pq = {r["tokens"]: r for r in peers.get("qkvo", [])}
     pm = {(r["kind"], r["adapters"]): r for r in peers.get("multi", [])}
-    print(f"{'benchmark':34s} {'us':>9s} {'base us':>8s} {'ours %':>7s} {'torch %':>8s} {'peft %':>7s} {'GB/s':>6s}")
+    print(f"{'benchmark':36s} {'us':>9s} {'base us':>8s} {'ours %':>7s} {'torch %':>8s} {'peft %':>7s} {'GB/s':>6s}")
     for b in lora:
         n = b["name"].split("/manual_time")[0]
         if b.get("error_occurred"):
-            print(f"{n:34s} error: {b.get('error_message', '?')[:120]}"); continue
+            print(f"{n:36s} error: {b.get('error_message', '?')[:120]}"); continue
         arg = int(n.split(":")[-1])
-        if n.startswith("BM_qkvo"):
+        if n.startswith("BM_decode_lora_path"):  # fused vs composed, overhead over the same-run GEMM
+            ours, tp, pp = b.get("overhead_%", 0), None, None
+        elif n.startswith("BM_qkvo"):
             r = pq.get(arg, {})
             ours, tp, pp = b.get("overhead_%", 0), r.get("torch_overhead_pct"), r.get("peft_overhead_pct")
         else:
             r = pm.get(("bgmv" if "bgmv" in n else "sgmv", arg), {})
             ours, tp, pp = b.get("vs_linear_%", 0), r.get("torch_vs_linear_pct"), r.get("peft_overhead_pct")
         f = lambda x: "-" if x is None else f"{x:.0f}"
-        print(f"{n:34s} {b['real_time']:9.1f} {b.get('base_us', 0):8.1f} {ours:7.0f} {f(tp):>8s} {f(pp):>7s} "
+        print(f"{n:36s} {b['real_time']:9.1f} {b.get('base_us', 0):8.1f} {ours:7.0f} {f(tp):>8s} {f(pp):>7s} "
               f"{b.get('GB/s', 0):6.0f}")
     print("sgmv/bgmv rows: ours % and torch % = delta alone / one base projection; peft % = mixed-batch overhead")
+    print("decode_lora_path rows: path 0 = fused one-launch kernel, 1 = GEMM + shrink + expand (ours % = overhead)")
 
 tiles = {}
 for b in bench("attention_bench"):

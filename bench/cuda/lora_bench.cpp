@@ -17,6 +17,7 @@
 
 #include "bench/cuda/bench_util.h"
 #include "core/autograd.h"
+#include "core/error.h"
 #include "core/ops.h"
 #include "cuda/common.h"
 #include "cuda/stream.h"
@@ -54,6 +55,42 @@ void BM_qkvo_lora_r8(benchmark::State& state) {
         20);
     const double sec = time_loop(state, [&] {
       for (int i = 0; i < 4; ++i) out[i] = lora_linear(x, proj[i].weight, proj[i].a, proj[i].b, kScale, seg);
+    });
+    state.counters["base_us"] = base * 1e6;
+    state.counters["overhead_%"] = sec > 0 ? 100.0 * (sec - base) / base : 0.0;
+  });
+}
+
+// args: tokens (<= 4), path (0: the fused decode kernel, 1: GEMM + shrink + expand, the composition
+// lora_linear uses above 4 rows), through the backend directly. One 4096 x 4096 projection, rank 8;
+// base_us is the GEMM alone (cuBLAS) in the same benchmark, overhead_% = (path - base) / base.
+void BM_decode_lora_path(benchmark::State& state) {
+  guarded(state, [&] {
+    NoGradGuard no_grad;
+    const int64_t n = state.range(0);
+    const bool fused = state.range(1) == 0;
+    const Tensor x = normal({n, kHidden}, 1, 1.0), w = normal({kHidden, kHidden}, 2, 0.02);
+    const Tensor a = normal({1, kRank, kHidden}, 3, 0.02), b = normal({1, kHidden, kRank}, 4, 0.02);
+    const Tensor y = empty({n, kHidden}, DType::BF16, cuda()), t = empty({n, kRank}, DType::BF16, cuda());
+    const LoraSegments seg = LoraSegments::single(n, 0, cuda());
+    const TensorRef indptr = to_ref(seg.indptr_dev), adapter = to_ref(seg.adapter_dev);
+    Backend& be = gpu();
+    LoraMatmulParams shrink, expand;
+    expand.scale = kScale;
+    expand.accumulate = true;
+    auto gemm = [&] { be.matmul(to_ref(y), to_ref(x), to_ref(w.transpose(0, 1)), Stream{}); };
+    const double base = mean_seconds(gemm, 20);
+    state.SetLabel(fused ? "fused" : "gemm+shrink+expand");
+    const double sec = time_loop(state, [&] {
+      if (fused) {
+        LLOCO_CHECK(be.lora_linear_fused(to_ref(y), to_ref(t), to_ref(x), to_ref(w), to_ref(a), to_ref(b), indptr,
+                                         adapter, kScale, Stream{}),
+                    "lora_bench", "the fused kernel declined ", n, " rows");
+      } else {
+        gemm();
+        be.lora_matmul(to_ref(t), to_ref(x), to_ref(a), indptr, adapter, shrink, Stream{});
+        be.lora_matmul(to_ref(y), to_ref(t), to_ref(b), indptr, adapter, expand, Stream{});
+      }
     });
     state.counters["base_us"] = base * 1e6;
     state.counters["overhead_%"] = sec > 0 ? 100.0 * (sec - base) / base : 0.0;
@@ -101,6 +138,8 @@ void BM_bgmv_r8(benchmark::State& state) {
 }
 
 BENCHMARK(BM_qkvo_lora_r8)->ArgName("tokens")->Arg(1)->Arg(16)->Arg(2048)->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_decode_lora_path)->ArgNames({"tokens", "path"})->ArgsProduct({{1, 4}, {0, 1}})->UseManualTime()
     ->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_sgmv_r8)->ArgName("adapters")->Arg(1)->Arg(8)->Arg(64)->UseManualTime()
     ->Unit(benchmark::kMicrosecond)->MinTime(0.05);
