@@ -116,10 +116,10 @@ void BM_flash_fwd_tiling(benchmark::State& state) {
     fp.k = k.data_ptr();
     fp.v = v.data_ptr();
     fp.o = o.data_ptr();
-    const int64_t batch_stride = p.s * p.h * p.d, row_stride = p.h * p.d, head_stride = p.d;
-    for (int64_t* s : {&fp.q_batch_stride, &fp.k_batch_stride, &fp.v_batch_stride, &fp.o_batch_stride}) *s = batch_stride;
-    for (int64_t* s : {&fp.q_row_stride, &fp.k_row_stride, &fp.v_row_stride, &fp.o_row_stride}) *s = row_stride;
-    for (int64_t* s : {&fp.q_head_stride, &fp.k_head_stride, &fp.v_head_stride, &fp.o_head_stride}) *s = head_stride;
+    const int64_t batch_stride = p.s * p.h * p.d, row_stride = p.h * p.d, head_stride = p.d;  // [B, S, H, D]
+    fp.q_batch_stride = fp.k_batch_stride = fp.v_batch_stride = fp.o_batch_stride = batch_stride;
+    fp.q_row_stride = fp.k_row_stride = fp.v_row_stride = fp.o_row_stride = row_stride;
+    fp.q_head_stride = fp.k_head_stride = fp.v_head_stride = fp.o_head_stride = head_stride;
     fp.lse = static_cast<float*>(lse.data_ptr());
     fp.lse_batch_stride = p.h * p.s;
     fp.lse_head_stride = p.s;

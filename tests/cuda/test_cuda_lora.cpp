@@ -221,8 +221,10 @@ TEST_F(LoraTest, LinearFusedDeclinesWhatItCannotRun) {
                         {2, 64, DType::F64, false}, {2, 60, DType::BF16, false}};
   for (const Case& c : cases) {
     const int64_t O = 16, r = 8, L = 2;
-    const Tensor x = rounded_randn({c.N, c.I}, 1, c.dt, 1.0).to(cuda()), w = rounded_randn({O, c.I}, 2, c.dt, 0.1).to(cuda());
-    const Tensor a = rounded_randn({L, r, c.I}, 3, c.dt, 0.1).to(cuda()), b = rounded_randn({L, O, r}, 4, c.dt, 0.1).to(cuda());
+    const Tensor x = rounded_randn({c.N, c.I}, 1, c.dt, 1.0).to(cuda());
+    const Tensor w = rounded_randn({O, c.I}, 2, c.dt, 0.1).to(cuda());
+    const Tensor a = rounded_randn({L, r, c.I}, 3, c.dt, 0.1).to(cuda());
+    const Tensor b = rounded_randn({L, O, r}, 4, c.dt, 0.1).to(cuda());
     const Tensor y = full({c.N, O}, std::nan(""), c.dt, cuda()), t = full({c.N, r}, std::nan(""), c.dt, cuda());
     const LoraSegments seg = LoraSegments::single(c.N, 1, cuda());
     const bool fused = gpu().lora_linear_fused(to_ref(y), to_ref(t), to_ref(x), to_ref(w), to_ref(a), to_ref(b),
