@@ -451,21 +451,23 @@ bool launch_lora_linear_small(LoraMat y, LoraMat t, LoraMat x, LoraMat w, LoraSt
                               int64_t N, int64_t I, int64_t O, int64_t R, int64_t L, LoraRows rows, double scale,
                               cudaStream_t stream) {
   if (N < 1 || N > kLoraLinearMaxRows || R < 1 || R > kLoraLinearMaxRank || O < 1 || I < 1) return false;
-  if (dt != DType::F32 && dt != DType::BF16 && dt != DType::F16) return false;
   if (x.col_stride != 1 || w.col_stride != 1 || y.col_stride != 1 || a.k_stride != 1) return false;
   if (t.data != nullptr && t.col_stride != 1) return false;
   bool ok = false;
-  LLOCO_DISPATCH_FLOAT(dt, "lora_linear_small", T, {
+  auto launch = [&](auto type_tag) {  // f32 / bf16 / f16 only: no f64 instantiation
+    using T = decltype(type_tag);
     constexpr int V = kVec<T>;
     ok = I % V == 0 && packable<T>(x.data, 1, x.row_stride) && packable<T>(w.data, 1, w.row_stride) &&
          packable<T>(a.data, 1, a.adapter_stride, a.m_stride);
-    if (ok) {
-      const LinearArgs g{y.data, y.row_stride, t.data, t.row_stride, x.data, x.row_stride, w.data, w.row_stride,
-                         a, b, N, I, O, R, L, rows, static_cast<float>(scale), device_error_flag()};
-      const int64_t blocks = std::min<int64_t>((O + kLinearWarps - 1) / kLinearWarps, device_sm_count());
-      LLOCO_LAUNCH(static_cast<unsigned>(blocks), kLinearWarps * 32, 0, stream, lora_linear_small_kernel<T>)(g);
-    }
-  });
+    if (!ok) return;
+    const LinearArgs g{y.data, y.row_stride, t.data, t.row_stride, x.data, x.row_stride, w.data, w.row_stride,
+                       a, b, N, I, O, R, L, rows, static_cast<float>(scale), device_error_flag()};
+    const int64_t blocks = std::min<int64_t>((O + kLinearWarps - 1) / kLinearWarps, device_sm_count());
+    LLOCO_LAUNCH(static_cast<unsigned>(blocks), kLinearWarps * 32, 0, stream, lora_linear_small_kernel<T>)(g);
+  };
+  if (dt == DType::F32) launch(float{});
+  else if (dt == DType::BF16) launch(__nv_bfloat16{});
+  else if (dt == DType::F16) launch(__half{});
   if (ok) CUDA_LAUNCH_CHECK(stream, "lora_linear_small");
   return ok;
 }
