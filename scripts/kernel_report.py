@@ -90,8 +90,11 @@ def run_cuobjdump(cuobjdump, flag, obj):
 
 
 def sass_functions(cuobjdump, obj):
-    """{mangled name: [(address, opcode, text), ...]} from cuobjdump -sass."""
-    text = run_cuobjdump(cuobjdump, "-sass", obj)
+    return parse_sass(run_cuobjdump(cuobjdump, "-sass", obj))
+
+
+def parse_sass(text):
+    """{mangled name: [(address, opcode, text), ...]} from cuobjdump -sass output."""
     funcs = {}
     for chunk in re.split(r"\n\s*Function : ", text)[1:]:
         name, body = chunk.split("\n", 1)
@@ -108,8 +111,11 @@ def sass_functions(cuobjdump, obj):
 
 
 def launch_bounds(cuobjdump, obj):
+    return parse_launch_bounds(run_cuobjdump(cuobjdump, "-elf", obj))
+
+
+def parse_launch_bounds(text):
     """{mangled name: max threads per block} from the EIATTR_MAX_THREADS of each .nv.info section."""
-    text = run_cuobjdump(cuobjdump, "-elf", obj)
     bounds, section = {}, None
     for line in text.splitlines():
         m = re.match(r"\.nv\.info\.(\S+)\s*$", line)  # a section's contents start with its bare name
