@@ -40,6 +40,7 @@ void Backend::swiglu_bwd(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, 
 void Backend::lora_matmul(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, const LoraMatmulParams&, Stream) {
   missing_kernel(*this, "lora_matmul");
 }
+void Backend::matmul_add(TensorRef, TensorRef, TensorRef, Stream) { missing_kernel(*this, "matmul_add"); }
 bool Backend::lora_linear_fused(TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef, TensorRef,
                                 double, Stream) {
   return false;  // no fused kernel: the caller composes

@@ -95,6 +95,9 @@ class Backend {
   virtual void softmax(TensorRef out, TensorRef in, int dim, bool log, Stream s) = 0;
   // out [B, M, N] = a [B, M, K] @ b [B, K, N]; batch strides may be 0 (broadcast)
   virtual void matmul(TensorRef out, TensorRef a, TensorRef b, Stream s) = 0;
+  // out [B, M, N] += a [B, M, K] @ b [B, K, N], one rounding of the sum (GEMM with beta = 1); out
+  // must not broadcast over the batch.
+  virtual void matmul_add(TensorRef out, TensorRef a, TensorRef b, Stream s);
   // out = in.index_select(dim, index); index 1-D i32/i64
   virtual void index_select(TensorRef out, TensorRef in, int dim, TensorRef index, Stream s) = 0;
   // out.index_add_(dim, index, src)

@@ -142,10 +142,10 @@ Tensor lora_delta(const Tensor& x, const Tensor& a, const Tensor& b, double scal
   });
 }
 
-// One output buffer: the base projection is written by the GEMM and the low-rank expand accumulates
-// into it, so LoRA costs the shrink plus one read-modify-write of y instead of a second [N, O]
-// tensor and an add. Backends with a fused kernel for the operands (CUDA: decode-sized batches) do
-// all three products in one launch instead.
+// One output buffer: the low-rank expand writes the delta, then the GEMM adds x W^T onto it (beta =
+// 1), so LoRA costs the shrink and one write of y beyond the base projection, instead of a second
+// [N, O] tensor and an add. Backends with a fused kernel for the operands (CUDA: decode-sized
+// batches) do all three products in one launch instead.
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const Tensor& b, double scale,
                    const LoraSegments& seg) {
   const char* op = "lora_linear";
@@ -166,13 +166,11 @@ Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const
   const bool fused = N > 0 && backend_of(xd).lora_linear_fused(to_ref(y), to_ref(t), to_ref(xd), to_ref(wd),
                                                                to_ref(ad), to_ref(bd), to_ref(seg.indptr_dev),
                                                                to_ref(seg.adapter_dev), scale, stream_of(xd));
-  if (!fused) {
-    {
-      NoGradGuard no_grad;
-      y = matmul(xd, wd.transpose(0, 1)).contiguous();  // [N, O]
-    }
+  if (!fused && N > 0) {
     lora_matmul_into(t, xd, ad, seg, 1.0, true, false);
-    lora_matmul_into(y, t, bd, seg, scale, true, true);
+    lora_matmul_into(y, t, bd, seg, scale, true, false);  // y = delta (0 on rows without an adapter)
+    backend_of(xd).matmul_add(to_ref(y.unsqueeze(0)), to_ref(xd.unsqueeze(0)), to_ref(wd.transpose(0, 1).unsqueeze(0)),
+                              stream_of(xd));  // y += x W^T: C of the GEMM, no separate read-modify-write
   }
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), ga = a.requires_grad(), gb = b.requires_grad();
   y = record(y, op, {x2, weight, a, b}, [xd, wd, ad, bd, t, seg, scale, gx, gw, ga, gb](const Tensor& g) {
@@ -183,9 +181,10 @@ Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& a, const
     if (gx || ga) {
       Tensor dt = lora_matmul_new(g, bd, seg, scale, false);  // [N, r]
       if (ga) da = lora_weight_grad_new(dt, xd, L, seg, 1.0);
-      if (gx) {
-        dx = matmul(g, wd).contiguous();  // [N, I]
-        lora_matmul_into(dx, dt, ad, seg, 1.0, false, true);
+      if (gx) {  // dx = dt a + g W, the GEMM adding onto the low-rank part as in the forward
+        dx = lora_matmul_new(dt, ad, seg, 1.0, false);  // [N, I]
+        backend_of(g).matmul_add(to_ref(dx.unsqueeze(0)), to_ref(g.unsqueeze(0)), to_ref(wd.unsqueeze(0)),
+                                 stream_of(g));
       }
     }
     return std::vector<Tensor>{dx, dw, da, db};

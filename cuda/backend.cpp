@@ -122,6 +122,9 @@ void CudaBackend::softmax(TensorRef out, TensorRef in, int dim, bool log, Stream
 }
 
 void CudaBackend::matmul(TensorRef out, TensorRef a, TensorRef b, Stream s) { blas().run(out, a, b, to_cuda(s)); }
+void CudaBackend::matmul_add(TensorRef out, TensorRef a, TensorRef b, Stream s) {
+  blas().run(out, a, b, to_cuda(s), true);
+}
 
 void CudaBackend::index_select(TensorRef out, TensorRef in, int dim, TensorRef index, Stream s) {
   check_dim(dim, in, "index_select");

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   void reduce(ReduceOp op, TensorRef out, TensorRef in, Stream s) override;
   void softmax(TensorRef out, TensorRef in, int dim, bool log, Stream s) override;
   void matmul(TensorRef out, TensorRef a, TensorRef b, Stream s) override;
+  void matmul_add(TensorRef out, TensorRef a, TensorRef b, Stream s) override;
   void index_select(TensorRef out, TensorRef in, int dim, TensorRef index, Stream s) override;
   void index_add(TensorRef out, int dim, TensorRef index, TensorRef src, Stream s) override;
   void gather(TensorRef out, TensorRef in, int dim, TensorRef index, Stream s) override;

@@ -76,6 +76,7 @@ struct CublasMatmul::Gemm {
   const void* A;
   const void* B;
   void* C;
+  bool accumulate;  // beta = 1
 };
 
 struct CublasMatmul::Plan {
@@ -117,7 +118,7 @@ void* CublasMatmul::workspace(cudaStream_t stream) {
   return p;
 }
 
-void CublasMatmul::run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t stream) {
+void CublasMatmul::run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t stream, bool accumulate) {
   LLOCO_CHECK(out.ndim == a.ndim && a.ndim == b.ndim && (a.ndim == 2 || a.ndim == 3), "matmul",
               "expected rank-3 (or rank-2) operands, got ", out.ndim, ", ", a.ndim, ", ", b.ndim);
   LLOCO_CHECK(out.dtype == a.dtype && a.dtype == b.dtype, "matmul", "dtypes differ: ", dtype_name(out.dtype), ", ",
@@ -127,11 +128,12 @@ void CublasMatmul::run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t str
   LLOCO_CHECK(a.shape[o] == M && b.shape[o] == K && b.shape[o + 1] == N, "matmul", "shape mismatch: [", M, ", ",
               a.shape[o + 1], "] @ [", b.shape[o], ", ", N, "]");
   auto bstride = [&](const TensorRef& t) { return o && t.shape[0] != 1 ? t.strides[0] : 0; };
+  LLOCO_CHECK(!accumulate || B == 1 || bstride(out) != 0, "matmul_add", "out must not broadcast over the batch");
   if (B == 0 || M == 0 || N == 0) return;
   const size_t es = dtype_size(out.dtype);
   cuda_kernels::Dims od = cuda_kernels::dims_of(out);
   if (K == 0) {
-    cuda_kernels::launch_fill(out.data, out.dtype, od, cuda_kernels::strides_of(out), 0.0, stream);
+    if (!accumulate) cuda_kernels::launch_fill(out.data, out.dtype, od, cuda_kernels::strides_of(out), 0.0, stream);
     return;
   }
 
@@ -183,6 +185,9 @@ void CublasMatmul::run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t str
       acc *= out.shape[i];
     }
     lc = classify(M, N, dst.strides[o], dst.strides[o + 1]);
+    if (accumulate)  // the GEMM adds onto what out holds
+      cuda_kernels::launch_copy(dst.data, dst.dtype, cuda_kernels::strides_of(dst), out.data, out.dtype,
+                                cuda_kernels::strides_of(out), od, stream);
   }
 
   // Row-major C = A @ B is column-major C^T = B^T @ A^T: cuBLAS's A is our b, its B is our a.
@@ -203,6 +208,7 @@ void CublasMatmul::run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t str
   g.A = b.data;
   g.B = a.data;
   g.C = dst.data;
+  g.accumulate = accumulate;
   // Shared right operand and row-major left/out with packed batches: one GEMM with M' = B * M.
   if (B > 1 && g.stride_a == 0 && !la.transposed && g.stride_b == M * la.ld && g.stride_c == M * lc.ld) {
     g.n = B * M;
@@ -272,8 +278,8 @@ void CublasMatmul::gemm(const Gemm& g, cudaStream_t stream) {
     }
   }
   if (plan->has_algo) {
-    float alpha_f = 1.f, beta_f = 0.f;
-    double alpha_d = 1.0, beta_d = 0.0;
+    float alpha_f = 1.f, beta_f = g.accumulate ? 1.f : 0.f;
+    double alpha_d = 1.0, beta_d = g.accumulate ? 1.0 : 0.0;
     const void* alpha = g.dtype == DType::F64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
     const void* beta = g.dtype == DType::F64 ? static_cast<const void*>(&beta_d) : &beta_f;
     CUBLAS_CHECK(cublasLtMatmul(lt_, plan->desc, alpha, g.A, plan->la, g.B, plan->lb, beta, g.C, plan->lc, g.C,
@@ -285,8 +291,8 @@ void CublasMatmul::gemm(const Gemm& g, cudaStream_t stream) {
   CUBLAS_CHECK(cublasSetStream(blas_, stream));
   CUBLAS_CHECK(cublasSetWorkspace(blas_, ws, kWorkspaceBytes));
   cublasGemmAlgo_t algo = CUBLAS_GEMM_DEFAULT;
-  float alpha_f = 1.f, beta_f = 0.f;
-  double alpha_d = 1.0, beta_d = 0.0;
+  float alpha_f = 1.f, beta_f = g.accumulate ? 1.f : 0.f;
+  double alpha_d = 1.0, beta_d = g.accumulate ? 1.0 : 0.0;
   const void* alpha = g.dtype == DType::F64 ? static_cast<const void*>(&alpha_d) : &alpha_f;
   const void* beta = g.dtype == DType::F64 ? static_cast<const void*>(&beta_d) : &beta_f;
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(blas_, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,

@@ -1,4 +1,4 @@
-// Batched GEMM through cuBLASLt: out [B, M, N] = a [B, M, K] @ b [B, K, N] (rank 2 means B = 1).
+// Batched GEMM through cuBLASLt: out [B, M, N] (+)= a [B, M, K] @ b [B, K, N] (rank 2 means B = 1).
 // Operands with a unit inner stride (row-major) or unit row stride (transposed view) are used in
 // place; others are first copied to contiguous scratch. A broadcast right operand (batch stride 0)
 // folds the batch into M so x @ W runs as one large GEMM. f32 uses TF32 tensor cores only with
@@ -24,7 +24,8 @@ class CublasMatmul {
   CublasMatmul(const CublasMatmul&) = delete;
   CublasMatmul& operator=(const CublasMatmul&) = delete;
 
-  void run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t stream);
+  // out = a @ b, or out += a @ b (beta = 1) with accumulate.
+  void run(TensorRef out, TensorRef a, TensorRef b, cudaStream_t stream, bool accumulate = false);
   // Number of distinct GEMM configurations planned so far (for tests/benchmarks).
   size_t plans_cached() const;
 

@@ -91,6 +91,7 @@ class CpuBackend final : public Backend {
   void reduce(ReduceOp op, TensorRef out, TensorRef in, Stream) override { cpu_impl::reduce(op, out, in); }
   void softmax(TensorRef out, TensorRef in, int dim, bool log, Stream) override { cpu_impl::softmax(out, in, dim, log); }
   void matmul(TensorRef out, TensorRef a, TensorRef b, Stream) override { cpu_impl::matmul(out, a, b); }
+  void matmul_add(TensorRef out, TensorRef a, TensorRef b, Stream) override { cpu_impl::matmul(out, a, b, true); }
 
   void index_select(TensorRef out, TensorRef in, int dim, TensorRef index, Stream) override {
     const DimSplit s = split_at(out, dim);

@@ -101,7 +101,7 @@ void elementwise_unary(UnaryOp op, TensorRef out, TensorRef in, double param);
 void elementwise_binary(BinaryOp op, TensorRef out, TensorRef a, TensorRef b);
 void reduce(ReduceOp op, TensorRef out, TensorRef in);
 void softmax(TensorRef out, TensorRef in, int dim, bool log);
-void matmul(TensorRef out, TensorRef a, TensorRef b);
+void matmul(TensorRef out, TensorRef a, TensorRef b, bool accumulate = false);  // out (+)= a @ b
 void cross_entropy_fwd(TensorRef loss, TensorRef lse, TensorRef logits, TensorRef targets, int64_t ignore_index);
 void cross_entropy_bwd(TensorRef dlogits, TensorRef dloss, TensorRef logits, TensorRef lse, TensorRef targets,
                        int64_t ignore_index);

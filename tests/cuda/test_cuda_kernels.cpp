@@ -241,6 +241,43 @@ TEST_F(KernelTest, MatmulLayoutsAndBroadcast) {
     }
 }
 
+TEST_F(KernelTest, MatmulAddAccumulatesOntoOut) {
+  // out += a @ b on both backends from the same random out: contiguous, padded and transposed out
+  // views (on the GPU a transposed out goes through scratch, which must start as out) and K = 0
+  // (out unchanged). The CPU result is also held to out0 + the plain matmul, summed on the host.
+  struct Case {
+    int64_t B, M, K, N;
+    Layout la, lb, lo;
+  };
+  const Case cases[] = {{2, 17, 33, 65, Layout::Contig, Layout::Transposed, Layout::Contig},
+                        {1, 9, 40, 31, Layout::Contig, Layout::Contig, Layout::Padded},
+                        {3, 5, 8, 7, Layout::Transposed, Layout::Contig, Layout::Transposed},
+                        {2, 6, 0, 5, Layout::Contig, Layout::Contig, Layout::Contig}};
+  for (const Case& c : cases)
+    for (DType dt : float_dtypes()) {
+      const std::string what = "matmul_add " + std::to_string(c.M) + "x" + std::to_string(c.K) + "x" +
+                               std::to_string(c.N) + " out " + layout_name(c.lo) + " " + dtype_name(dt);
+      Buf a = make_input({c.B, c.M, c.K}, dt, c.la), b = make_input({c.B, c.K, c.N}, dt, c.lb);
+      Buf out = make_input({c.B, c.M, c.N}, dt, c.lo), prod = make_output({c.B, c.M, c.N}, dt);
+      const Buf out0 = make_input({c.B, c.M, c.N}, dt, c.lo, [&](int64_t i) { return out.host_at(i); });
+      cpu().matmul(prod.href(), a.href(), b.href(), stream());
+      cpu().matmul_add(out.href(), a.href(), b.href(), stream());
+      gpu().matmul_add(out.dref(), a.dref(), b.dref(), stream());
+      const double tol = dt == DType::F64 ? 1e-12 : dt == DType::F32 ? 1e-5 : 4 * ulp_tol(dt);
+      expect_close_normalized(out, tol, what);
+      double err = 0, scale = 1e-30;
+      for (int64_t i = 0; i < c.B; ++i)
+        for (int64_t r = 0; r < c.M; ++r)
+          for (int64_t j = 0; j < c.N; ++j) {
+            const int64_t at = i * out.strides[0] + r * out.strides[1] + j * out.strides[2];
+            const double want = out0.host_at(at) + prod.host_at((i * c.M + r) * c.N + j);
+            err = std::max(err, std::abs(out.host_at(at) - want));
+            scale = std::max(scale, std::abs(want));
+          }
+      EXPECT_LE(err / scale, tol) << what << ": CPU matmul_add vs out0 + matmul";
+    }
+}
+
 TEST_F(KernelTest, MatmulEmptyK) {
   Buf a = make_input({2, 3, 0}, DType::F32), b = make_input({2, 0, 4}, DType::F32);
   Buf out = make_output({2, 3, 4}, DType::F32);
