@@ -68,7 +68,7 @@ __device__ __forceinline__ void sts_u32(uint32_t addr, uint32_t v) {
 #endif
 }
 
-// Two adjacent n-tiles from one ldmatrix_x4 result: r[0..1] is n-tile 0's B, r[2..3] n-tile 1's.
+// Two adjacent n-tiles from one ldsm_x4 result: r[0..1] is n-tile 0's B, r[2..3] n-tile 1's.
 template <typename T>
 __device__ __forceinline__ void mma_pair(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[4],
                                          const uint32_t (&r)[4]) {

@@ -1,7 +1,8 @@
 // Warp-level tensor-core primitives for the flash-attention kernels (sm_80+, also valid on sm_90):
-// cp.async 16-byte global->shared copies with zero-fill, ldmatrix (x2/x4, plain and transposed),
-// mma.sync m16n8k16 (bf16 or f16 inputs, f32 accumulators), packing of f32 pairs into 16-bit
-// register pairs, quad (4-lane) reductions and an XOR-swizzled shared-memory tile layout.
+// cp.async 16-byte global->shared copies with zero-fill, ldmatrix (x4, plain and transposed) on
+// 32-bit per-lane swizzled addresses (LaneAddr), mma.sync m16n8k16 (bf16 or f16 inputs, f32
+// accumulators), ex2.approx, packing of f32 pairs into 16-bit register pairs, quad (4-lane)
+// reductions and an XOR-swizzled shared-memory tile layout.
 //
 // Fragment layouts of mma.sync.m16n8k16 (PTX ISA "Matrix Fragments for mma.m16n8k16"). With
 // lane = threadIdx.x % 32, g = lane / 4 (the "group", 0..7) and c = lane % 4 (the thread in the quad):
@@ -22,12 +23,12 @@
 // register r[i] receives matrix i with lane holding row g, columns 2c and 2c+1 (x2: lanes 0..15
 // give addresses, r[0], r[1]). With .trans, lane holds matrix i's column g, rows 2c and 2c+1.
 // Hence, for a row-major smem tile M (rows = 16-bit elements along a row):
-//   - A operand of rows r0..r0+15, cols k0..k0+15: ldmatrix_x4 with lane address
+//   - A operand of rows r0..r0+15, cols k0..k0+15: ldsm_x4 with lane address
 //     M[r0 + (lane & 15)][k0 + (lane >> 4) * 8] gives a[0..3] in order.
-//   - B operand when M is stored N x K (e.g. K for S = Q K^T): ldmatrix_x4 with lane address
+//   - B operand when M is stored N x K (e.g. K for S = Q K^T): ldsm_x4 with lane address
 //     M[n0 + (lane & 7) + ((lane >> 4) << 3)][k0 + ((lane >> 3) & 1) * 8] gives
 //     {r[0], r[1]} = b of n-tile n0..n0+7 and {r[2], r[3]} = b of n-tile n0+8..n0+15.
-//   - B operand when M is stored K x N (e.g. V for O = P V): ldmatrix_x4_trans with lane address
+//   - B operand when M is stored K x N (e.g. V for O = P V): ldsm_x4_trans with lane address
 //     M[k0 + (lane & 15)][n0 + (lane >> 4) * 8] gives the same two pairs.
 //
 // Shared-memory tiles use SwizzledTile<kCols>: row-major rows of kCols 16-bit elements where the
@@ -91,56 +92,10 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 #endif
 }
 
-// The "memory" clobber keeps the compiler from moving these shared-memory reads across plain C++
-// stores to the same tile (e.g. an epilogue staging buffer) or across barriers.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<4, false>(r, smem_row);
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(smem_row))
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<4, true>(r, smem_row);
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(smem_row))
-               : "memory");
-#endif
-}
-
-// x2: lanes 0..15 give the addresses (lanes 16..31 must still pass a valid shared address).
-__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem_row) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<2, false>(r, smem_row);
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(smem_addr(smem_row))
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_row) {
-#if defined(LLOCO_SIMT)
-  ::lloco::simt::ldmatrix<2, true>(r, smem_row);
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(smem_addr(smem_row))
-               : "memory");
-#endif
-}
-
-// ldmatrix / st.shared on 32-bit shared-window addresses: the main loop keeps its per-lane
-// addresses as 32-bit offsets (half the registers of generic pointers). The memory clobbers keep
-// shared-memory reads and writes in program order around the barriers.
+// ldmatrix x4 (plain and .trans) on 32-bit shared-window addresses: the main loops keep their
+// per-lane addresses as 32-bit offsets (half the registers of generic pointers, see LaneAddr). The
+// "memory" clobbers keep these reads in program order around barriers and plain C++ stores to the
+// same tile (e.g. an epilogue staging buffer).
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
 #if defined(LLOCO_SIMT)
   ::lloco::simt::ldmatrix<4, false>(r, ::lloco::simt::shared_pointer(addr, 16));
@@ -161,6 +116,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
                : "memory");
 #endif
 }
+
 // Per-lane byte offsets of ldmatrix row addresses in a SwizzledTile<kCols>. A lane's row is
 // r0 + lane_row with r0 % 8 == 0, so the swizzle phase (row % 8) depends on the lane only, and for
 // an even chunk c0 the physical chunk is c0 ^ y with y = lane_chunk ^ (lane_row % 8). The offset of
