@@ -153,8 +153,8 @@ class Backend {
   // Fused LoRA linear (a few rows, e.g. decode): y [N, O] = x [N, I] @ w [O, I]^T + scale * t @ b[a(n)]^T
   // with t [N, r] = x @ a[a(n)]^T in x's dtype (written to t as well: the backward needs it);
   // a [L, r, I], b [L, O, r], rows assigned as in lora_matmul. Returns false without touching
-  // anything when this backend has no fused kernel for these operands; callers then compose
-  // matmul and two lora_matmul calls, which is also the reference this must match.
+  // anything when this backend has no fused kernel for these operands; callers then compose two
+  // lora_matmul calls and matmul_add, which is also the reference this must match.
   virtual bool lora_linear_fused(TensorRef y, TensorRef t, TensorRef x, TensorRef w, TensorRef a, TensorRef b,
                                  TensorRef indptr, TensorRef adapter, double scale, Stream s);
   // Weight gradient of lora_matmul: dw [L, P, Q] = scale * sum over rows r of adapter a of

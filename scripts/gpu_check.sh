@@ -261,7 +261,8 @@ if lora:
         print(f"{n:36s} {b['real_time']:9.1f} {b.get('base_us', 0):8.1f} {ours:7.0f} {f(tp):>8s} {f(pp):>7s} "
               f"{b.get('GB/s', 0):6.0f}")
     print("sgmv/bgmv rows: ours % and torch % = delta alone / one base projection; peft % = mixed-batch overhead")
-    print("decode_lora_path rows: path 0 = fused one-launch kernel, 1 = shrink + expand + GEMM adding onto it (ours % = overhead)")
+    print("decode_lora_path rows: path 0 = fused one-launch kernel, 1 = shrink + expand + GEMM adding onto it "
+          "(ours % = overhead)")
 
 tiles = {}
 for b in bench("attention_bench"):

@@ -63,8 +63,9 @@ void BM_qkvo_lora_r8(benchmark::State& state) {
 }
 
 // args: tokens (<= 4), path (0: the fused decode kernel, 1: shrink + expand + GEMM adding onto the
-// delta, the composition lora_linear uses above 4 rows), through the backend directly. One 4096 x 4096 projection, rank 8;
-// base_us is the GEMM alone (cuBLAS) in the same benchmark, overhead_% = (path - base) / base.
+// delta, the composition lora_linear uses above 4 rows), through the backend directly. One 4096 x
+// 4096 projection, rank 8; base_us is the GEMM alone (cuBLAS) in the same benchmark, overhead_% =
+// (path - base) / base.
 void BM_decode_lora_path(benchmark::State& state) {
   guarded(state, [&] {
     NoGradGuard no_grad;

@@ -2,7 +2,6 @@
 // or outer stride are mapped in place (row- or column-major), so transposed views cost no copy.
 // Eigen's GEMM uses OpenMP threads; batches run in parallel instead when there are enough of them.
 #include <Eigen/Core>
-#include <algorithm>
 #include <vector>
 
 #include "core/cpu/cpu_common.h"
@@ -66,7 +65,7 @@ void gemm_native(TensorRef out, TensorRef a, TensorRef b, bool accumulate) {
     Operand<T> Bm{static_cast<const T*>(b.data) + i * b.strides[0], K, N, b.strides[1], b.strides[2]};
     T* c = static_cast<T*>(out.data) + i * out.strides[0];
     if (in_place) {
-      Eigen::Map<RowMat<T>, 0, Stride> C(c, M, N, Stride(N == 1 ? std::max<int64_t>(out.strides[1], 1) : out.strides[1]));
+      Eigen::Map<RowMat<T>, 0, Stride> C(c, M, N, Stride(out.strides[1]));
       if (K == 0) {
         if (!accumulate) C.setZero();
         return;
