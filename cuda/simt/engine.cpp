@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "cuda/simt/wgmma_state.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -93,6 +94,7 @@ struct Fiber {
   ThreadState ts{};
   std::vector<CpAsyncCopy> copies;
   int next_group = 0;
+  WgmmaThread wgmma;
 };
 
 struct Warp {
@@ -105,12 +107,24 @@ struct Warp {
   Slot in[32], out[32];
 };
 
+constexpr int kWarpgroupThreads = 128;
+
+struct Warpgroup {
+  int arrived = 0;  // threads waiting in the current collective
+  int exited = 0;
+  const char* op = nullptr;
+  WarpgroupFn compute = nullptr;
+  void* args[kWarpgroupThreads];
+};
+
 // One block in flight (launches are serialized, so there is at most one per host thread).
 struct Block {
   const char* kernel = nullptr;
   uint3 idx{};
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
+  std::vector<Warpgroup> warpgroups;  // complete groups of 128 threads only
+  WgmmaBlock wgmma;
   int live = 0, at_barrier = 0;
   void* scheduler_sp = nullptr;
   void* scheduler_fake_stack = nullptr;
@@ -126,6 +140,10 @@ struct Block {
   }
   std::string thread_name(const Fiber& f) const {
     return detail::concat("thread ", f.ts.linear, " (warp ", f.ts.warp, ", lane ", f.ts.lane, ")");
+  }
+  Warpgroup* warpgroup_of(const Fiber& f) {
+    const size_t g = static_cast<size_t>(f.ts.linear) / kWarpgroupThreads;
+    return g < warpgroups.size() ? &warpgroups[g] : nullptr;
   }
 };
 
@@ -201,6 +219,11 @@ void finish_thread(Block& b, Fiber& f) {
   w.exited |= 1u << f.ts.lane;
   if (w.arrived && (w.mask & (1u << f.ts.lane)))
     fail_in_thread(" exited while lanes of its warp wait in ", w.op, " with a mask that names it");
+  if (Warpgroup* g = b.warpgroup_of(f)) {
+    ++g->exited;
+    if (g->arrived) fail_in_thread(" exited while threads of its warpgroup wait in ", g->op);
+  }
+  wgmma_check_exit();
   if (b.at_barrier > 0 && b.at_barrier == b.live) release_barrier(b);
 }
 
@@ -250,6 +273,10 @@ std::string deadlock_report(const Block& b) {
     s += detail::concat("; warp ", w, " waits in ", wp.op, " (arrived lanes 0x", std::hex, wp.arrived, ", mask 0x",
                         wp.mask, std::dec, ")");
   }
+  for (size_t g = 0; g < b.warpgroups.size(); ++g)
+    if (b.warpgroups[g].arrived)
+      s += detail::concat("; warpgroup ", g, " waits in ", b.warpgroups[g].op, " (", b.warpgroups[g].arrived,
+                          " of ", kWarpgroupThreads, " threads arrived)");
   return s;
 }
 
@@ -306,6 +333,7 @@ void run_grid(const char* kernel, const void* kernel_id, dim3 grid, dim3 block, 
   b.body = &body;
   b.fibers.resize(threads);
   b.warps.resize((threads + 31) / 32);
+  b.warpgroups.resize(threads / kWarpgroupThreads);
   b.smem.resize(std::max<size_t>(dynamic_smem, 16));
   tls_block = &b;
   for (uint32_t bz = 0; bz < grid.z; ++bz)
@@ -314,11 +342,14 @@ void run_grid(const char* kernel, const void* kernel_id, dim3 grid, dim3 block, 
         b.idx = uint3{bx, by, bz};
         std::fill(b.smem.begin(), b.smem.end(), 0xFF);
         for (Warp& w : b.warps) w = Warp{};
+        for (Warpgroup& g : b.warpgroups) g = Warpgroup{};
+        b.wgmma.reset(b.smem.size());
         for (uint64_t t = 0; t < threads; ++t) {
           Fiber& f = b.fibers[t];
           f.state = State::Ready;
           f.copies.clear();
           f.next_group = 0;
+          f.wgmma.reset();
           const auto tx = static_cast<unsigned>(t % block.x), ty = static_cast<unsigned>(t / block.x % block.y),
                      tz = static_cast<unsigned>(t / (uint64_t{block.x} * block.y));
           f.ts = ThreadState{uint3{tx, ty, tz}, b.idx, block, grid, static_cast<int>(t), static_cast<int>(t % 32),
@@ -340,6 +371,8 @@ void sync_threads() {
   Fiber& f = *b.running;
   if (b.warps[f.ts.warp].arrived)
     fail_in_thread(" reached __syncthreads while lanes of its warp wait in ", b.warps[f.ts.warp].op);
+  if (const Warpgroup* g = b.warpgroup_of(f); g && g->arrived)
+    fail_in_thread(" reached __syncthreads while threads of its warpgroup wait in ", g->op);
   f.state = State::AtBarrier;
   if (++b.at_barrier == b.live) {
     release_barrier(b);  // the last arrival goes on without a switch
@@ -349,6 +382,13 @@ void sync_threads() {
 }
 
 void device_trap(const char* what) { fail_in_thread(": ", what); }
+
+void device_trap(std::string&& what) {
+  Block& b = *tls_block;
+  std::string msg = detail::concat(b.where(), ": ", b.thread_name(*b.running), ": ", what);
+  std::string().swap(what);  // the caller's frame is abandoned without unwinding
+  fail(std::move(msg));
+}
 
 unsigned char* dynamic_smem() { return tls_block->smem.data(); }
 
@@ -404,6 +444,38 @@ void warp_collective(const char* op, uint32_t mask, const void* in, size_t in_by
   if (out_bytes) std::memcpy(out, w.out[f.ts.lane].bytes, out_bytes);
 }
 
+void warpgroup_collective(const char* op, void* arg, WarpgroupFn compute) {
+  Block& b = *tls_block;
+  Fiber& f = *b.running;
+  Warpgroup* g = b.warpgroup_of(f);
+  if (!g)
+    fail_in_thread(" calls ", op, " in a block of ", b.fibers.size(),
+                   " threads; warpgroup instructions need a multiple of 128 threads");
+  if (g->arrived == 0) {
+    g->op = op;
+    g->compute = compute;
+  } else if (std::strcmp(g->op, op) != 0) {
+    fail_in_thread(" reached ", op, " while other threads of its warpgroup wait in ", g->op);
+  }
+  if (g->exited) fail_in_thread(" calls ", op, " after ", g->exited, " threads of its warpgroup exited");
+  const int first = f.ts.linear / kWarpgroupThreads * kWarpgroupThreads;
+  g->args[f.ts.linear - first] = arg;
+  if (++g->arrived < kWarpgroupThreads) {
+    f.state = State::AtCollective;
+    yield_to_scheduler();
+    return;
+  }
+  g->compute(g->args, first);
+  for (int t = first; t < first + kWarpgroupThreads; ++t)
+    if (t != f.ts.linear) b.fibers[t].state = State::Ready;
+  g->arrived = 0;
+}
+
+WgmmaThread& wgmma_thread() { return tls_block->running->wgmma; }
+WgmmaThread& wgmma_thread(int linear) { return tls_block->fibers[linear].wgmma; }
+int block_threads() { return static_cast<int>(tls_block->fibers.size()); }
+WgmmaBlock& wgmma_block() { return tls_block->wgmma; }
+
 void cp_async(void* smem, const void* gmem, int bytes, int src_bytes) {
   Block& b = *tls_block;
   const auto* c = static_cast<unsigned char*>(smem);
@@ -411,6 +483,7 @@ void cp_async(void* smem, const void* gmem, int bytes, int src_bytes) {
     fail_in_thread(": cp.async destination outside the block's dynamic shared memory");
   if (reinterpret_cast<uintptr_t>(smem) % bytes || reinterpret_cast<uintptr_t>(gmem) % bytes)
     fail_in_thread(": cp.async of ", bytes, " bytes needs both addresses aligned to ", bytes);
+  wgmma_note_cp_async_issue(b.running->ts.linear, static_cast<uint32_t>(c - b.smem.data()));
   b.running->copies.push_back(CpAsyncCopy{smem, gmem, bytes, src_bytes, -1});
 }
 
@@ -422,13 +495,15 @@ void cp_async_commit() {
 }
 
 void cp_async_wait(int pending_groups) {
-  Fiber& f = *tls_block->running;
+  Block& b = *tls_block;
+  Fiber& f = *b.running;
   const int complete_below = f.next_group - pending_groups;  // groups older than the N newest
   auto done = [&](const CpAsyncCopy& c) { return c.group >= 0 && c.group < complete_below; };
   for (const CpAsyncCopy& c : f.copies) {
     if (!done(c)) continue;
     std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
     std::memset(static_cast<unsigned char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
+    wgmma_note_cp_async_write(f.ts.linear, static_cast<uint32_t>(static_cast<unsigned char*>(c.dst) - b.smem.data()));
   }
   f.copies.erase(std::remove_if(f.copies.begin(), f.copies.end(), done), f.copies.end());
 }

@@ -11,7 +11,9 @@
 // against the kernel's cudaFuncSetAttribute opt-in), barriers that not all live threads reach
 // (deadlock), warp collectives whose lanes disagree on the operation or mask, lanes that exit
 // before a collective they are named in, cp.async data used before its wait_group, misaligned
-// ldmatrix / cp.async addresses and shared-window addresses outside the block's shared memory.
+// ldmatrix / cp.async addresses and shared-window addresses outside the block's shared memory, and
+// for wgmma (wgmma.h): warpgroup collectives, accumulators read before their wait_group, missing
+// fences, and shared memory that an in-flight wgmma reads or that cp.async wrote without a proxy fence.
 // It does not model memory-ordering races between blocks, registers, or timing.
 #pragma once
 #include <cuda_runtime.h>
@@ -72,6 +74,8 @@ Launch<P...> make_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, void 
 
 void sync_threads();
 [[noreturn]] void device_trap(const char* what);
+// Same, for a message built at run time; `what` is released before the thread's frames are abandoned.
+[[noreturn]] void device_trap(std::string&& what);
 
 // Dynamic shared memory of the running block, poisoned with 0xFF bytes (NaN for every float type).
 unsigned char* dynamic_smem();
@@ -89,6 +93,13 @@ struct alignas(16) Slot {
 using CollectiveFn = void (*)(const Slot* in, Slot* out, uint32_t mask);
 void warp_collective(const char* op, uint32_t mask, const void* in, size_t in_bytes, void* out, size_t out_bytes,
                      CollectiveFn compute);
+
+// One warpgroup-wide operation: the 128 threads 128i .. 128i + 127 of the block all call it with the
+// same `op`, each passing a pointer to its own argument struct (which stays valid while it waits, as
+// its fiber's stack is kept). The last arrival runs `compute` once over the 128 pointers (in thread
+// order; `first_thread` is the block-linear index of args[0]) and then all go on.
+using WarpgroupFn = void (*)(void* const* args, int first_thread);
+void warpgroup_collective(const char* op, void* arg, WarpgroupFn compute);
 
 // cp.async: copies are queued per thread and performed at the cp.async.wait_group that covers them.
 void cp_async(void* smem, const void* gmem, int bytes, int src_bytes);
