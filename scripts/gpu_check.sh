@@ -9,7 +9,7 @@
 # Writes to OUT_DIR (7 files): summary.txt, build.log, tests.log (tests and benchmark output),
 # sanitizer.log, attention_compare.md (+ .png with matplotlib), bench_json.tar.gz (every JSON).
 # Exits 2 at once without a GPU; non-zero when a build, a test or the sanitizer fails.
-# Env: GPU_CHECK_ARCHS (default 90), GPU_CHECK_JOBS (default: all cores), GPU_CHECK_BUDGET (seconds,
+# Env: GPU_CHECK_ARCHS (default 90a), GPU_CHECK_JOBS (default: all cores), GPU_CHECK_BUDGET (seconds,
 #      default 540), GPU_CHECK_SANITIZER=0 / GPU_CHECK_BENCH=0 / GPU_CHECK_PEERS=0 to skip a part,
 #      GPU_CHECK_PYTHON (default python3, for the peers and the plot), GPU_CHECK_BUILD_DIR (build-gpu).
 set -uo pipefail
@@ -22,7 +22,7 @@ mkdir -p "$OUT_DIR"
 BUILD=${GPU_CHECK_BUILD_DIR:-$ROOT/build-gpu}
 TMP=$(mktemp -d)
 mkdir -p "$TMP/json"
-ARCHS=${GPU_CHECK_ARCHS:-90}
+ARCHS=${GPU_CHECK_ARCHS:-90a}
 JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 PY=${GPU_CHECK_PYTHON:-python3}
 SUMMARY=$OUT_DIR/summary.txt
@@ -37,7 +37,7 @@ bin_of() { find "$BUILD/$1" -name "$2" -type f -perm -u+x 2>/dev/null | head -1;
 GPU=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 if [[ -z $GPU ]]; then
   say "FAIL: no NVIDIA GPU visible (nvidia-smi missing, timed out or listed none); gpu_check needs one."
-  say "      The CUDA code still builds without a GPU: cmake -DLLOCO_CUDA_ARCHS=90 and the usual targets."
+  say "      The CUDA code still builds without a GPU: cmake -DLLOCO_CUDA_ARCHS=90a and the usual targets."
   rm -rf "$TMP"
   exit 2
 fi
@@ -77,7 +77,7 @@ else
 fi
 
 # ---- build (keeps going past a failing target so everything else still runs) ---------------------
-TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table
+TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table test_cuda_wgmma_probe
        test_cuda_flash_fwd test_cuda_flash_bwd test_cuda_decode test_cuda_attention_dispatch test_cuda_lora
        test_cuda_llama)
 BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench)
@@ -117,7 +117,7 @@ fi
 # memcheck over the kernel suites; memcheck + racecheck over the flash suites on their smaller
 # cases (the filters below). rc 9 = errors found (a failure); rc 124 = out of time (reported only).
 declare -A RACE_FILTER=(
-  [test_cuda_flash_fwd]="FlashFwdTest.BothLayoutsOnOneShape:FlashFwdTest.KeylessBatch*:FlashFwdTest.Varlen*"
+  [test_cuda_flash_fwd]="FlashFwdTest.BothLayoutsOnOneShape:FlashFwdTest.KeylessBatch*:FlashFwdTest.Varlen*:FlashFwdTest.Wgmma*"
   [test_cuda_flash_bwd]="FlashBwdTest.TokenMajorStrides"
   [test_cuda_decode]="FlashDecodeTest.CausalRowsWithoutKeys:FlashDecodeTest.GenericHeadDims"
 )
@@ -264,16 +264,16 @@ if lora:
     print("decode_lora_path rows: path 0 = fused one-launch kernel, 1 = shrink + expand + GEMM adding onto it "
           "(ours % = overhead)")
 
-tiles = {}
+kernels = {}
 for b in bench("attention_bench"):
-    m = re.match(r"BM_flash_fwd_tiling/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/block_m:(\d+)", b["name"])
+    m = re.match(r"BM_flash_fwd_kernel/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])
     if m and not b.get("error_occurred"):
-        tiles.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
-if tiles:
-    print("\n== flash fwd query tile (TFLOP/s, bf16, b*s = 16k, launcher called directly; auto = its own choice)")
-    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'64-row':>7s} {'128-row':>8s} {'auto':>6s}")
-    for (hd, c, s), r in sorted(tiles.items()):
-        print(f"{hd:3d} {c:6d} {s:6d} {r.get(64, 0):7.1f} {r.get(128, 0):8.1f} {r.get(0, 0):6.1f}")
+        kernels.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+if kernels:
+    print("\n== flash fwd kernels (TFLOP/s, bf16, b*s = 16k, launcher called directly; auto = its own choice)")
+    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma 64':>7s} {'mma 128':>8s} {'wgmma':>6s} {'auto':>6s}")
+    for (hd, c, s), r in sorted(kernels.items()):
+        print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):7.1f} {r.get(2, 0):8.1f} {r.get(3, 0):6.1f} {r.get(0, 0):6.1f}")
 
 llama = load("llama_bench")
 if llama:

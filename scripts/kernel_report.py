@@ -12,8 +12,10 @@ kernel's header comment).
                                      [--spill-budget 'REGEX=BYTES' ...]
 
 With --spill-budget, every kernel whose name matches a REGEX may spill (store) at most BYTES, kernels
-matching none of them 0; the first matching budget applies. Exits 1 listing the kernels over budget
-(CTest cuda.spill_budget runs this on the flash and LoRA kernels).
+matching none of them 0; the first matching budget applies. Exits 1 listing the kernels over budget,
+and the wgmma kernels for which ptxas reports serialized wgmma or had to inject a warpgroup fence or
+wait (its C75xx notes: the async pipeline is then not what the source says). CTest
+cuda.spill_budget runs this on the flash and LoRA kernels.
 
 cuobjdump is not part of our Debian toolchain; the script looks in $CUOBJDUMP, PATH,
 /usr/local/cuda/bin and .venv (`.venv/bin/pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`, NVIDIA's
@@ -33,9 +35,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_FILES = ["flash_fwd.cu", "flash_bwd.cu", "flash_decode.cu", "lora.cu"]
+DEFAULT_FILES = ["flash_fwd.cu", "flash_fwd_sm90.cu", "flash_bwd.cu", "flash_decode.cu", "lora.cu"]
 # Opcode classes counted in the hot loop (SASS mnemonics without modifiers).
-LOOP_CLASSES = ["HMMA", "LDSM", "LDGSTS", "LDS", "STS", "LDG", "STG", "LDL", "STL", "MUFU", "SHFL", "BAR",
+LOOP_CLASSES = ["HMMA", "HGMMA", "LDSM", "LDGSTS", "LDS", "STS", "LDG", "STG", "LDL", "STL", "MUFU", "SHFL", "BAR",
                 "FFMA", "FMUL", "FADD", "FMNMX"]
 # Hopper register file: 64K 32-bit registers per SM, allocated per warp in units of 256.
 REGS_PER_SM, REG_UNIT, MAX_WARPS_PER_SM, MAX_CTAS_PER_SM = 65536, 256, 64, 32
@@ -62,6 +64,11 @@ def parse_ptxas(log):
     """{mangled name: resource dict} from ptxas -v output."""
     kernels, current = {}, None
     for line in log.splitlines():
+        m = re.search(r"\((C75\d\d)\) (.*) in (?:the )?function '([^']+)'", line)
+        if m:  # wgmma pipeline notes name their function themselves (and may precede its entry line)
+            notes = kernels.setdefault(m.group(3), {}).setdefault("wgmma_notes", [])
+            notes.append(f"{m.group(1)} {m.group(2).strip()}")
+            continue
         m = re.search(r"Compiling entry function '([^']+)'", line)
         if m:
             current = kernels.setdefault(m.group(1), {})
@@ -130,7 +137,7 @@ def parse_launch_bounds(text):
 
 
 def hot_loop(ins):
-    """Opcode counts of the innermost loop with the most HMMA (ties: most instructions)."""
+    """Opcode counts of the innermost loop with the most HMMA + HGMMA (ties: most instructions)."""
     loops = []
     for addr, op, text in ins:
         if op.startswith("BRA"):
@@ -140,7 +147,8 @@ def hot_loop(ins):
     best = None
     for lo, hi in loops:
         ops = collections.Counter(op.split(".")[0] for a, op, _ in ins if lo <= a <= hi)
-        key = (ops["HMMA"], sum(ops.values()) if not ops["HMMA"] else -(hi - lo))
+        tensor = ops["HMMA"] + ops["HGMMA"]
+        key = (tensor, sum(ops.values()) if not tensor else -(hi - lo))
         if best is None or key > best[0]:
             best = (key, ops)
     if best is None:
@@ -223,8 +231,11 @@ def main():
             limit = next((b for p, b in budgets if p.search(r["kernel"])), 0)
             if r.get("spill_stores", 0) > limit:
                 over.append(f"  {r['file']}: {r['kernel']} spills {r['spill_stores']} bytes (budget {limit})")
+            for note in r.get("wgmma_notes", []):
+                over.append(f"  {r['file']}: {r['kernel']}: ptxas {note}")
         if over:
-            print(f"kernel_report: {len(over)} kernel(s) over their spill budget on sm_{args.arch}:", file=sys.stderr)
+            print(f"kernel_report: {len(over)} finding(s) over the spill budgets or in the wgmma pipelines on "
+                  f"sm_{args.arch}:", file=sys.stderr)
             print("\n".join(over), file=sys.stderr)
             sys.exit(1)
         print(f"kernel_report: all {len(rows)} kernels within their spill budgets on sm_{args.arch}", file=sys.stderr)
@@ -233,7 +244,7 @@ def main():
 def render(rows, arch, with_sass):
     head = ["file", "kernel", "regs", "spill st/ld B", "stack B", "static smem B", "threads", "CTAs/SM (regs)"]
     if with_sass:
-        head += ["loop instrs", "HMMA", "LDSM", "LDL+STL", "MUFU", "instrs/HMMA"]
+        head += ["loop instrs", "HMMA", "HGMMA", "LDSM", "LDL+STL", "MUFU", "instrs/HMMA"]
     lines = [f"sm_{arch}, `scripts/kernel_report.py`" + ("" if with_sass else " (no cuobjdump: loop columns left out)"),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -244,9 +255,9 @@ def render(rows, arch, with_sass):
             lp = r.get("loop")
             if lp:
                 per = f"{lp['total'] / lp['HMMA']:.2f}" if lp["HMMA"] else "-"
-                cells += [lp["total"], lp["HMMA"], lp["LDSM"], lp["LDL"] + lp["STL"], lp["MUFU"], per]
+                cells += [lp["total"], lp["HMMA"], lp["HGMMA"], lp["LDSM"], lp["LDL"] + lp["STL"], lp["MUFU"], per]
             else:
-                cells += ["-"] * 6
+                cells += ["-"] * 7
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -101,11 +101,16 @@ void sweep_args(benchmark::internal::Benchmark* b) {
       for (int64_t s = 512; s <= kSweepTokens; s *= 2) b->Args({d, causal, s});
 }
 
-// args: head dim, causal, seqlen, block_m (0 = the launcher's choice). q/k/v/o [B, S, H, D] bf16.
-void BM_flash_fwd_tiling(benchmark::State& state) {
+// args: head dim, causal, seqlen, kernel: 0 = the launcher's choice, 1 / 2 = mma.sync with 64- /
+// 128-row query tiles, 3 = wgmma (sm_90a builds on compute capability 9.0). q/k/v/o [B, S, H, D] bf16.
+void BM_flash_fwd_kernel(benchmark::State& state) {
   guarded(state, [&] {
     const SweepShape p = sweep_shape(state);
-    const int block_m = static_cast<int>(state.range(3));
+    const int kernel = static_cast<int>(state.range(3));
+    if (kernel == 3 && !cuda_kernels::flash_fwd_sm90_available()) {
+      state.SkipWithError("no wgmma forward: needs an sm_90a build on a compute capability 9.0 device");
+      return;
+    }
     const Tensor q = randn({p.b, p.s, p.h, p.d}, 1, DType::BF16, cuda());
     const Tensor k = randn({p.b, p.s, p.h, p.d}, 2, DType::BF16, cuda());
     const Tensor v = randn({p.b, p.s, p.h, p.d}, 3, DType::BF16, cuda());
@@ -131,18 +136,19 @@ void BM_flash_fwd_tiling(benchmark::State& state) {
     fp.scale_log2 = fp.scale * 1.4426950408889634f;
     fp.causal = p.causal;
     fp.is_bf16 = true;
-    fp.fwd_block_m = block_m;
+    fp.fwd_kernel = kernel == 0 ? 0 : (kernel == 3 ? 2 : 1);
+    fp.fwd_block_m = kernel == 1 ? 64 : (kernel == 2 ? 128 : 0);
     const double sec = time_loop(state, [&] { cuda_kernels::launch_flash_fwd(fp, nullptr); });
     report_flops(state, sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
   });
 }
 
-void tiling_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"hd", "causal", "seqlen", "block_m"});
+void kernel_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"hd", "causal", "seqlen", "kernel"});
   for (int64_t d : {64, 128})
     for (int64_t causal : {0, 1})
       for (int64_t s : {1024, 4096, 16384})
-        for (int64_t block_m : {64, 128, 0}) b->Args({d, causal, s, block_m});
+        for (int64_t kernel : {1, 2, 3, 0}) b->Args({d, causal, s, kernel});
 }
 
 // args: batch, kv heads, Tk. Causal as the model decodes (bottom-right aligned: the one query row
@@ -173,7 +179,7 @@ void decode_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_attention_fwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_fwd_bwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_flash_fwd_tiling)->Apply(tiling_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_flash_fwd_kernel)->Apply(kernel_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_decode)->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 
 }  // namespace

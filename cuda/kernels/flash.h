@@ -41,8 +41,11 @@ struct FlashParams {
   float scale_log2 = 0.f;  // scale * log2(e): kernels use exp2
   bool causal = false;
   bool is_bf16 = true;  // bf16, else f16
-  // Forward query tile: 0 lets launch_flash_fwd choose per device and grid; 64 or 128 forces one
-  // (tests and benchmarks compare the two tilings). Ignored by the backward and decode kernels.
+  // Forward kernel: 0 lets launch_flash_fwd choose (the wgmma kernel where flash_fwd_sm90_available,
+  // else mma.sync); 1 forces the mma.sync kernel, 2 the wgmma one (tests and benchmarks compare them).
+  int fwd_kernel = 0;
+  // Query tile of the mma.sync forward: 0 lets launch_flash_fwd choose per device and grid; 64 or
+  // 128 forces one. Ignored by the wgmma forward (128 rows), the backward and decode kernels.
   int fwd_block_m = 0;
 };
 
@@ -65,6 +68,12 @@ bool flash_supported(const FlashParams& p);
 
 // out + lse.
 void launch_flash_fwd(const FlashParams& p, cudaStream_t stream);
+
+// The Hopper forward on wgmma (flash_fwd_sm90.cu): available when the build has sm_90a code
+// (LLOCO_CUDA_ARCHS with 90a) and the current device is compute capability 9.0. Same contract as
+// launch_flash_fwd, whose checks it relies on (launch_flash_fwd routes to it).
+bool flash_fwd_sm90_available();
+void launch_flash_fwd_sm90(const FlashParams& p, cudaStream_t stream);
 
 // flash_supported(p), plus what only the backward needs: 16-byte aligned dout/dq/dk/dv with
 // strides in multiples of 8 elements, and enough opt-in shared memory per block on this device

@@ -447,7 +447,14 @@ void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
               ", seqlen_k ", p.seqlen_k);
   LLOCO_CHECK(p.fwd_block_m == 0 || p.fwd_block_m == 64 || p.fwd_block_m == 128, "flash_fwd",
               "fwd_block_m ", p.fwd_block_m, " must be 0 (auto), 64 or 128");
+  LLOCO_CHECK(p.fwd_kernel >= 0 && p.fwd_kernel <= 2, "flash_fwd", "fwd_kernel ", p.fwd_kernel,
+              " must be 0 (auto), 1 (mma.sync) or 2 (wgmma)");
   if (p.batch == 0 || p.seqlen_q == 0) return;
+  if (p.fwd_kernel == 2 || (p.fwd_kernel == 0 && flash_fwd_sm90_available())) {
+    launch_flash_fwd_sm90(p, stream);
+    CUDA_LAUNCH_CHECK(stream, "flash_fwd_sm90");
+    return;
+  }
   const int block_m = choose_block_m(p);
   if (p.is_bf16)
     dispatch_head_dim<__nv_bfloat16>(p, block_m, stream);

@@ -1,4 +1,5 @@
-// Launcher-level tests of the tensor-core flash-attention forward (cuda/kernels/flash_fwd.cu):
+// Launcher-level tests of the tensor-core flash-attention forwards (cuda/kernels/flash_fwd.cu on
+// mma.sync in both query tilings, flash_fwd_sm90.cu on wgmma where the build and device have it):
 // FlashParams filled by hand for [B, H, T, D] and [B, T, H, D] tensors and for packed varlen
 // batches, outputs pre-filled with NaN, judged against the f64 CPU reference the way
 // flash-attention's own tests do: error at most twice that of naive attention in the same dtype.
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/ops.h"
@@ -25,6 +27,23 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kLseTol = 1e-3;
 
 enum class QkvLayout { BHTD, BTHD };
+
+// A forward kernel and tiling (FlashParams::fwd_kernel / fwd_block_m; 0 = the launcher's choice).
+struct FwdVariant {
+  int kernel, block_m;
+  std::string name() const {
+    if (kernel == 2) return "wgmma";
+    return (kernel == 1 ? "mma.sync" : "auto") + std::string(" block_m ") + std::to_string(block_m);
+  }
+};
+
+// Every variant this build and device can run: the wgmma kernel needs an sm_90a build on a compute
+// capability 9.0 device (WgmmaKernelRunsWhereAvailable reports when it is absent).
+std::vector<FwdVariant> variants() {
+  std::vector<FwdVariant> v{{1, 64}, {1, 128}};
+  if (cuda_kernels::flash_fwd_sm90_available()) v.push_back({2, 0});
+  return v;
+}
 
 // Strides (batch, row, head) of a contiguous tensor in `layout` order with the given sizes.
 void strides_of(QkvLayout layout, int64_t H, int64_t T, int64_t D, int64_t& batch, int64_t& row, int64_t& head) {
@@ -60,10 +79,9 @@ void expect_empty_rows_zero(const Tensor& out_bhtd, const Tensor& lse_exact, con
   }
 }
 
-void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed, int block_m = 0) {
+void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed, FwdVariant variant = {0, 0}) {
   const std::string what = s.str() + (dt == DType::BF16 ? " bf16" : " f16") +
-                           (layout == QkvLayout::BHTD ? " [B,H,T,D]" : " [B,T,H,D]") + " block_m " +
-                           std::to_string(block_m);
+                           (layout == QkvLayout::BHTD ? " [B,H,T,D]" : " [B,T,H,D]") + " " + variant.name();
   SCOPED_TRACE(what);
   const AttnData data = random_attention_data(s, dt, seed);
   const Tensor q = to_device(data.q, layout), k = to_device(data.k, layout), v = to_device(data.v, layout);
@@ -84,7 +102,8 @@ void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed, in
   p.lse_batch_stride = s.Hq * s.Tq;
   p.lse_head_stride = s.Tq;
   set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
-  p.fwd_block_m = block_m;
+  p.fwd_kernel = variant.kernel;
+  p.fwd_block_m = variant.block_m;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -103,8 +122,8 @@ TEST_F(FlashFwdTest, DenseShapesMatchReference) {
     int64_t B, Hq, Hkv, Tq, Tk;
   };
   // Tq == Tk, a decode-like Tq < Tk, Tq > Tk (causal rows that see nothing), ragged tails around
-  // every tile size (64 or 128 query rows; 64 or 128 keys), and GQA groups of 4. Both query
-  // tilings run on every case, whatever the device would choose.
+  // every tile size (64 or 128 query rows; 64 or 128 keys), and GQA groups of 4. Every kernel
+  // variant runs on every case, whatever the device would choose.
   const Case cases[] = {{1, 2, 2, 1, 1},    {2, 2, 2, 7, 7},    {1, 4, 1, 63, 65},  {3, 2, 2, 65, 65},
                         {1, 4, 1, 129, 129}, {1, 2, 2, 5, 300},  {1, 2, 2, 300, 37}, {2, 4, 1, 128, 256},
                         {1, 2, 2, 64, 128}};
@@ -116,7 +135,7 @@ TEST_F(FlashFwdTest, DenseShapesMatchReference) {
           const AttnShape s{c.B, c.Hq, c.Hkv, c.Tq, c.Tk, D, causal};
           const QkvLayout layout = (seed % 2 == 0) ? QkvLayout::BHTD : QkvLayout::BTHD;
           ++seed;
-          for (int block_m : {64, 128}) run_dense(s, dt, layout, seed, block_m);
+          for (const FwdVariant& v : variants()) run_dense(s, dt, layout, seed, v);
         }
 }
 
@@ -125,11 +144,23 @@ TEST_F(FlashFwdTest, BothLayoutsOnOneShape) {
     for (int64_t D : {64, 128}) run_dense({2, 4, 2, 100, 150, D, true}, DType::BF16, layout, 7);
 }
 
-TEST_F(FlashFwdTest, AutomaticTileChoiceMatchesReference) {
-  // block_m 0: the launcher picks the tiling for this device and grid (a small grid and one big
-  // enough for 128-row tiles on 132 SMs).
-  run_dense({1, 2, 2, 77, 77, 128, true}, DType::BF16, QkvLayout::BTHD, 11, 0);
-  run_dense({4, 16, 4, 520, 24, 64, false}, DType::F16, QkvLayout::BHTD, 12, 0);
+TEST_F(FlashFwdTest, AutomaticChoicesMatchReference) {
+  // The launcher picks the kernel, and the mma.sync kernel its tiling, for this device and grid (a
+  // small grid and one big enough for 128-row tiles on 132 SMs).
+  for (FwdVariant v : {FwdVariant{0, 0}, FwdVariant{1, 0}}) {
+    run_dense({1, 2, 2, 77, 77, 128, true}, DType::BF16, QkvLayout::BTHD, 11, v);
+    run_dense({4, 16, 4, 520, 24, 64, false}, DType::F16, QkvLayout::BHTD, 12, v);
+  }
+}
+
+TEST_F(FlashFwdTest, WgmmaKernelRunsWhereAvailable) {
+  if (!cuda_kernels::flash_fwd_sm90_available())
+    GTEST_SKIP() << "no wgmma forward here: it needs an sm_90a build (LLOCO_CUDA_ARCHS with 90a) and a compute "
+                    "capability 9.0 device; the mma.sync variants ran above";
+  // Longer key loops than the table above: several tiles through the 2 K / 3 V stage rings.
+  for (int64_t D : {64, 128})
+    for (bool causal : {false, true})
+      run_dense({1, 2, 1, 300, 700, D, causal}, DType::BF16, QkvLayout::BTHD, 13 + D, FwdVariant{2, 0});
 }
 
 TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
@@ -151,10 +182,11 @@ TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
   p.lse_batch_stride = Hq * Tq;
   p.lse_head_stride = Tq;
   set_flash_problem(p, 1, Hq, Hq, Tq, 0, D, false, DType::BF16);
-  for (int block_m : {64, 128})
+  for (const FwdVariant& v : variants())
     for (bool causal : {false, true}) {
       p.causal = causal;
-      p.fwd_block_m = block_m;
+      p.fwd_kernel = v.kernel;
+      p.fwd_block_m = v.block_m;
       cuda_kernels::launch_flash_fwd(p, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       for (double x : out.to(lloco::cpu()).to_vector<double>()) ASSERT_EQ(x, 0.0);
@@ -166,7 +198,7 @@ TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
 // Packed sequences: q [total_q, Hq, D], k/v [total_k, Hkv, D], lse [Hq, total_q], cu_seqlens on
 // the device; each sequence is compared to the reference of that sequence alone.
 void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& lens_k, int64_t Hq, int64_t Hkv,
-                int64_t D, bool causal, DType dt, uint64_t seed, int block_m) {
+                int64_t D, bool causal, DType dt, uint64_t seed, FwdVariant variant) {
   const size_t B = lens_q.size();
   std::vector<int32_t> cu_q{0}, cu_k{0};
   for (size_t b = 0; b < B; ++b) {
@@ -204,7 +236,8 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
   p.cu_seqlens_k = static_cast<const int32_t*>(cu_k_d.data_ptr());
   set_flash_problem(p, static_cast<int64_t>(B), Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
                     *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
-  p.fwd_block_m = block_m;
+  p.fwd_kernel = variant.kernel;
+  p.fwd_block_m = variant.block_m;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -213,8 +246,8 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
   for (size_t b = 0; b < B; ++b) {
     const int64_t Tq = lens_q[b];
     if (Tq == 0) continue;
-    const std::string what = "varlen block_m " + std::to_string(block_m) + " seq " + std::to_string(b) + " Tq " + std::to_string(Tq) + " Tk " +
-                             std::to_string(lens_k[b]) + " D " + std::to_string(D) + (causal ? " causal" : "");
+    const std::string what = "varlen " + variant.name() + " seq " + std::to_string(b) + " Tq " + std::to_string(Tq) +
+                             " Tk " + std::to_string(lens_k[b]) + " D " + std::to_string(D) + (causal ? " causal" : "");
     SCOPED_TRACE(what);
     const Tensor got = out_h.narrow(0, cu_q[b], Tq).transpose(0, 1).unsqueeze(0);  // [1, Hq, Tq, D]
     const Tensor got_lse = lse_h.narrow(1, cu_q[b], Tq).unsqueeze(0);              // [1, Hq, Tq]
@@ -235,12 +268,12 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
 
 TEST_F(FlashFwdTest, VarlenBatchMatchesPerSequenceReference) {
   uint64_t seed = 500;
-  for (int block_m : {64, 128})
+  for (const FwdVariant& v : variants())
     for (int64_t D : {64, 128})
       for (bool causal : {false, true}) {
-        run_varlen({1, 37, 128, 0, 200}, {1, 37, 128, 0, 200}, 4, 1, D, causal, DType::BF16, seed += 10, block_m);
+        run_varlen({1, 37, 128, 0, 200}, {1, 37, 128, 0, 200}, 4, 1, D, causal, DType::BF16, seed += 10, v);
         // Different q/k lengths: decode-like prefixes, rows that see nothing, a sequence without keys.
-        run_varlen({3, 70, 130, 4}, {40, 20, 129, 0}, 2, 2, D, causal, DType::F16, seed += 10, block_m);
+        run_varlen({3, 70, 130, 4}, {40, 20, 129, 0}, 2, 2, D, causal, DType::F16, seed += 10, v);
       }
 }
 
@@ -276,6 +309,9 @@ TEST_F(FlashFwdTest, RejectsUnsupportedProblems) {
   EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
   bad = p;
   bad.fwd_block_m = 96;  // a supported problem, but no such tiling
+  EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
+  bad = p;
+  bad.fwd_kernel = 3;  // no such kernel
   EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
 }
 

@@ -19,6 +19,18 @@ ptxas info    : Function properties for _Z3barv
 ptxas info    : Used 32 registers, used 0 barriers, 360 bytes cmem[0]
 """
 
+# ptxas's wgmma pipeline notes name their function and may come before its entry line.
+PTXAS_WGMMA = """ptxas info    : (C7514) Potential Performance Loss: wgmma.mma_async instructions are serialized due to \
+non wgmma instructions reading accumulator registers of  a wgmma between start and end of the pipeline stage in the \
+function '_Z3wgmv'
+ptxas info    : Compiling entry function '_Z3wgmv' for 'sm_90a'
+ptxas info    : Function properties for _Z3wgmv
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : (C7519) warpgroup.arrive is injected in around line 650 by compiler to allow use of registers in \
+GMMA in function '_Z3wgmv'
+ptxas info    : Used 180 registers, used 1 barriers, 400 bytes cmem[0]
+"""
+
 # A loop at 0x10..0x60 with two HMMA and one spill load, nested in an outer loop back to 0x0.
 SASS = """
         code for sm_90
@@ -58,6 +70,16 @@ class KernelReportParsers(unittest.TestCase):
                                            "barriers": 1, "static_smem": 1056})
         self.assertEqual(res["_Z3barv"]["registers"], 32)
         self.assertEqual(res["_Z3barv"]["static_smem"], 0)
+
+    def test_wgmma_pipeline_notes(self):
+        res = kr.parse_ptxas(PTXAS_WGMMA)
+        notes = res["_Z3wgmv"]["wgmma_notes"]
+        self.assertEqual(len(notes), 2)
+        self.assertTrue(notes[0].startswith("C7514 Potential Performance Loss: wgmma.mma_async instructions are "
+                                            "serialized"))
+        self.assertTrue(notes[1].startswith("C7519 warpgroup.arrive is injected"))
+        self.assertEqual(res["_Z3wgmv"]["registers"], 180)
+        self.assertNotIn("wgmma_notes", kr.parse_ptxas(PTXAS)["_Z3fooPf"])
 
     def test_hot_loop_is_the_innermost_loop_with_most_hmma(self):
         funcs = kr.parse_sass(SASS)
