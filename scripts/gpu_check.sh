@@ -274,6 +274,16 @@ if kernels:
     print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma 64':>7s} {'mma 128':>8s} {'wgmma':>6s} {'auto':>6s}")
     for (hd, c, s), r in sorted(kernels.items()):
         print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):7.1f} {r.get(2, 0):8.1f} {r.get(3, 0):6.1f} {r.get(0, 0):6.1f}")
+bwd_kernels = {}
+for b in bench("attention_bench"):
+    m = re.match(r"BM_flash_bwd_kernel/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])
+    if m and not b.get("error_occurred"):
+        bwd_kernels.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+if bwd_kernels:
+    print("\n== flash bwd kernels (TFLOP/s = 2.5x fwd FLOPs / time of prep + main + convert, bf16, b*s = 16k)")
+    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma':>6s} {'wgmma':>6s} {'auto':>6s}")
+    for (hd, c, s), r in sorted(bwd_kernels.items()):
+        print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):6.1f} {r.get(2, 0):6.1f} {r.get(0, 0):6.1f}")
 
 llama = load("llama_bench")
 if llama:

@@ -35,7 +35,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_FILES = ["flash_fwd.cu", "flash_fwd_sm90.cu", "flash_bwd.cu", "flash_decode.cu", "lora.cu"]
+DEFAULT_FILES = ["flash_fwd.cu", "flash_fwd_sm90.cu", "flash_bwd.cu", "flash_bwd_sm90.cu", "flash_decode.cu", "lora.cu"]
 # Opcode classes counted in the hot loop (SASS mnemonics without modifiers).
 LOOP_CLASSES = ["HMMA", "HGMMA", "LDSM", "LDGSTS", "LDS", "STS", "LDG", "STG", "LDL", "STL", "MUFU", "SHFL", "BAR",
                 "FFMA", "FMUL", "FADD", "FMNMX"]

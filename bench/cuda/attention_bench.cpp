@@ -11,9 +11,10 @@
 // next to a same-run device-to-device cudaMemcpy (frac_memcpy).
 // Each benchmark's label names the kernel family the op dispatched to (cuda/attention_dispatch.h).
 //
-// Tiling: the flash forward launcher called directly on the sweep shapes with each query tile
-// forced (block_m 64 / 128) and with its own choice (block_m 0), so one run shows which tiling the
-// device prefers and whether the automatic choice takes it.
+// Kernels: the flash forward and backward launchers called directly on the sweep shapes with each
+// kernel forced (forward: mma.sync with 64- / 128-row query tiles, wgmma; backward: mma.sync, wgmma)
+// and with their own choice, so one run shows which kernel the device prefers and whether the
+// automatic choice takes it.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -101,46 +102,104 @@ void sweep_args(benchmark::internal::Benchmark* b) {
       for (int64_t s = 512; s <= kSweepTokens; s *= 2) b->Args({d, causal, s});
 }
 
+// [B, S, H, D] bf16 q/k/v/o/dout with lse, and for the backward dq/dk/dv.
+struct SweepTensors {
+  Tensor q, k, v, o, lse, dout, dq, dk, dv;
+  explicit SweepTensors(const SweepShape& p)
+      : q(randn({p.b, p.s, p.h, p.d}, 1, DType::BF16, cuda())),
+        k(randn({p.b, p.s, p.h, p.d}, 2, DType::BF16, cuda())),
+        v(randn({p.b, p.s, p.h, p.d}, 3, DType::BF16, cuda())),
+        o(empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda())),
+        lse(empty({p.b, p.h, p.s}, DType::F32, cuda())) {}
+  void add_backward(const SweepShape& p) {
+    dout = randn({p.b, p.s, p.h, p.d}, 4, DType::BF16, cuda());
+    dq = empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda());
+    dk = empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda());
+    dv = empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda());
+  }
+};
+
+cuda_kernels::FlashParams sweep_flash_params(const SweepShape& p, const SweepTensors& t) {
+  cuda_kernels::FlashParams fp;
+  fp.q = t.q.data_ptr();
+  fp.k = t.k.data_ptr();
+  fp.v = t.v.data_ptr();
+  fp.o = t.o.data_ptr();
+  const int64_t batch_stride = p.s * p.h * p.d, row_stride = p.h * p.d, head_stride = p.d;  // [B, S, H, D]
+  fp.q_batch_stride = fp.k_batch_stride = fp.v_batch_stride = fp.o_batch_stride = batch_stride;
+  fp.q_row_stride = fp.k_row_stride = fp.v_row_stride = fp.o_row_stride = row_stride;
+  fp.q_head_stride = fp.k_head_stride = fp.v_head_stride = fp.o_head_stride = head_stride;
+  fp.lse = static_cast<float*>(t.lse.data_ptr());
+  fp.lse_batch_stride = p.h * p.s;
+  fp.lse_head_stride = p.s;
+  fp.batch = static_cast<int>(p.b);
+  fp.heads_q = fp.heads_kv = static_cast<int>(p.h);
+  fp.seqlen_q = fp.seqlen_k = static_cast<int>(p.s);
+  fp.head_dim = static_cast<int>(p.d);
+  fp.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
+  fp.scale_log2 = fp.scale * 1.4426950408889634f;
+  fp.causal = p.causal;
+  fp.is_bf16 = true;
+  return fp;
+}
+
 // args: head dim, causal, seqlen, kernel: 0 = the launcher's choice, 1 / 2 = mma.sync with 64- /
 // 128-row query tiles, 3 = wgmma (sm_90a builds on compute capability 9.0). q/k/v/o [B, S, H, D] bf16.
 void BM_flash_fwd_kernel(benchmark::State& state) {
   guarded(state, [&] {
     const SweepShape p = sweep_shape(state);
     const int kernel = static_cast<int>(state.range(3));
-    if (kernel == 3 && !cuda_kernels::flash_fwd_sm90_available()) {
+    if (kernel == 3 && !cuda_kernels::flash_wgmma_available()) {
       state.SkipWithError("no wgmma forward: needs an sm_90a build on a compute capability 9.0 device");
       return;
     }
-    const Tensor q = randn({p.b, p.s, p.h, p.d}, 1, DType::BF16, cuda());
-    const Tensor k = randn({p.b, p.s, p.h, p.d}, 2, DType::BF16, cuda());
-    const Tensor v = randn({p.b, p.s, p.h, p.d}, 3, DType::BF16, cuda());
-    const Tensor o = empty({p.b, p.s, p.h, p.d}, DType::BF16, cuda());
-    const Tensor lse = empty({p.b, p.h, p.s}, DType::F32, cuda());
-    cuda_kernels::FlashParams fp;
-    fp.q = q.data_ptr();
-    fp.k = k.data_ptr();
-    fp.v = v.data_ptr();
-    fp.o = o.data_ptr();
-    const int64_t batch_stride = p.s * p.h * p.d, row_stride = p.h * p.d, head_stride = p.d;  // [B, S, H, D]
-    fp.q_batch_stride = fp.k_batch_stride = fp.v_batch_stride = fp.o_batch_stride = batch_stride;
-    fp.q_row_stride = fp.k_row_stride = fp.v_row_stride = fp.o_row_stride = row_stride;
-    fp.q_head_stride = fp.k_head_stride = fp.v_head_stride = fp.o_head_stride = head_stride;
-    fp.lse = static_cast<float*>(lse.data_ptr());
-    fp.lse_batch_stride = p.h * p.s;
-    fp.lse_head_stride = p.s;
-    fp.batch = static_cast<int>(p.b);
-    fp.heads_q = fp.heads_kv = static_cast<int>(p.h);
-    fp.seqlen_q = fp.seqlen_k = static_cast<int>(p.s);
-    fp.head_dim = static_cast<int>(p.d);
-    fp.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
-    fp.scale_log2 = fp.scale * 1.4426950408889634f;
-    fp.causal = p.causal;
-    fp.is_bf16 = true;
+    const SweepTensors t(p);
+    cuda_kernels::FlashParams fp = sweep_flash_params(p, t);
     fp.fwd_kernel = kernel == 0 ? 0 : (kernel == 3 ? 2 : 1);
     fp.fwd_block_m = kernel == 1 ? 64 : (kernel == 2 ? 128 : 0);
     const double sec = time_loop(state, [&] { cuda_kernels::launch_flash_fwd(fp, nullptr); });
     report_flops(state, sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
   });
+}
+
+// args: head dim, causal, seqlen, kernel: 0 = the launcher's choice, 1 = mma.sync, 2 = wgmma. The
+// backward alone (prep, main, convert) after one forward that fills out and lse; TFLOP/s counts
+// 2.5x the forward's FLOPs.
+void BM_flash_bwd_kernel(benchmark::State& state) {
+  guarded(state, [&] {
+    const SweepShape p = sweep_shape(state);
+    const int kernel = static_cast<int>(state.range(3));
+    if (kernel == 2 && !cuda_kernels::flash_wgmma_available()) {
+      state.SkipWithError("no wgmma backward: needs an sm_90a build on a compute capability 9.0 device");
+      return;
+    }
+    SweepTensors t(p);
+    t.add_backward(p);
+    cuda_kernels::FlashBwdParams bp;
+    static_cast<cuda_kernels::FlashParams&>(bp) = sweep_flash_params(p, t);
+    cuda_kernels::launch_flash_fwd(bp, nullptr);
+    bp.dout = t.dout.data_ptr();
+    bp.dq = t.dq.data_ptr();
+    bp.dk = t.dk.data_ptr();
+    bp.dv = t.dv.data_ptr();
+    bp.do_batch_stride = bp.dq_batch_stride = bp.dk_batch_stride = bp.dv_batch_stride = bp.q_batch_stride;
+    bp.do_row_stride = bp.dq_row_stride = bp.dk_row_stride = bp.dv_row_stride = bp.q_row_stride;
+    bp.do_head_stride = bp.dq_head_stride = bp.dk_head_stride = bp.dv_head_stride = bp.q_head_stride;
+    bp.total_q = bp.total_k = p.b * p.s;
+    bp.bwd_kernel = kernel;
+    const size_t ws_bytes = cuda_kernels::flash_bwd_workspace_bytes(bp);
+    const Tensor ws = empty({static_cast<int64_t>((ws_bytes + 3) / 4)}, DType::F32, cuda());
+    const double sec = time_loop(state, [&] { cuda_kernels::launch_flash_bwd(bp, ws.data_ptr(), nullptr); });
+    report_flops(state, 2.5 * sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
+  });
+}
+
+void bwd_kernel_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"hd", "causal", "seqlen", "kernel"});
+  for (int64_t d : {64, 128})
+    for (int64_t causal : {0, 1})
+      for (int64_t s : {1024, 4096, 16384})
+        for (int64_t kernel : {1, 2, 0}) b->Args({d, causal, s, kernel});
 }
 
 void kernel_args(benchmark::internal::Benchmark* b) {
@@ -180,6 +239,7 @@ void decode_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_attention_fwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_fwd_bwd)->Apply(sweep_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_flash_fwd_kernel)->Apply(kernel_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
+BENCHMARK(BM_flash_bwd_kernel)->Apply(bwd_kernel_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 BENCHMARK(BM_attention_decode)->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
 
 }  // namespace

@@ -41,7 +41,7 @@ struct FlashParams {
   float scale_log2 = 0.f;  // scale * log2(e): kernels use exp2
   bool causal = false;
   bool is_bf16 = true;  // bf16, else f16
-  // Forward kernel: 0 lets launch_flash_fwd choose (the wgmma kernel where flash_fwd_sm90_available,
+  // Forward kernel: 0 lets launch_flash_fwd choose (the wgmma kernel where flash_wgmma_available,
   // else mma.sync); 1 forces the mma.sync kernel, 2 the wgmma one (tests and benchmarks compare them).
   int fwd_kernel = 0;
   // Query tile of the mma.sync forward: 0 lets launch_flash_fwd choose per device and grid; 64 or
@@ -60,6 +60,9 @@ struct FlashBwdParams : FlashParams {
   int64_t dv_batch_stride = 0, dv_row_stride = 0, dv_head_stride = 0;
   // Total rows of q and k over the batch (B * T dense, cu_seqlens[B] varlen): sizes the workspace.
   int64_t total_q = 0, total_k = 0;
+  // Backward main kernel: 0 lets launch_flash_bwd choose (wgmma where flash_wgmma_available, else
+  // mma.sync), 1 forces mma.sync, 2 wgmma.
+  int bwd_kernel = 0;
 };
 
 // Whether the tensor-core kernels handle this problem (head_dim 64 or 128, device sm_80+). Other
@@ -69,10 +72,11 @@ bool flash_supported(const FlashParams& p);
 // out + lse.
 void launch_flash_fwd(const FlashParams& p, cudaStream_t stream);
 
-// The Hopper forward on wgmma (flash_fwd_sm90.cu): available when the build has sm_90a code
-// (LLOCO_CUDA_ARCHS with 90a) and the current device is compute capability 9.0. Same contract as
-// launch_flash_fwd, whose checks it relies on (launch_flash_fwd routes to it).
-bool flash_fwd_sm90_available();
+// The Hopper kernels on wgmma (flash_fwd_sm90.cu, flash_bwd_sm90.cu) run when the build has sm_90a
+// code (LLOCO_CUDA_ARCHS with 90a) and the current device is compute capability 9.0.
+bool flash_wgmma_available();
+// The wgmma forward. Same contract as launch_flash_fwd, whose checks it relies on (launch_flash_fwd
+// routes to it).
 void launch_flash_fwd_sm90(const FlashParams& p, cudaStream_t stream);
 
 // flash_supported(p), plus what only the backward needs: 16-byte aligned dout/dq/dk/dv with
@@ -83,6 +87,10 @@ bool flash_bwd_supported(const FlashBwdParams& p);
 size_t flash_bwd_workspace_bytes(const FlashBwdParams& p);
 // dq, dk, dv from dout, q, k, v, o, lse. workspace: flash_bwd_workspace_bytes(p) bytes, any contents.
 void launch_flash_bwd(const FlashBwdParams& p, void* workspace, cudaStream_t stream);
+// The wgmma backward main loop (flash_bwd_sm90.cu), called by launch_flash_bwd between its prep and
+// convert kernels: dq_accum [total_q, heads_q, head_dim] (zeroed), delta [heads_q, total_q].
+void launch_flash_bwd_main_sm90(const FlashBwdParams& p, float* dq_accum, const float* delta, cudaStream_t stream);
+size_t flash_bwd_sm90_smem_bytes(int head_dim);
 
 // Decode: a few query rows (seqlen_q <= kFlashDecodeMaxQ) against a long KV cache, dense batches
 // only (cu_seqlens null). The keys are split into num_splits chunks processed in parallel, then

@@ -1,7 +1,8 @@
 // Flash-attention backward: three launches on one stream.
 //   1. prep:    delta[h, row] = dot(dout, out) per query row, and zero the f32 dq accumulator.
-//   2. main:    flash_bwd_kernel.cuh, one CTA per (128-key tile, kv head, batch); writes dk, dv and
-//               adds dS K into the dq accumulator with atomics.
+//   2. main:    flash_bwd_kernel.cuh (mma.sync) or flash_bwd_sm90.cu (wgmma, Hopper), one CTA per
+//               (128-key tile, kv head, batch); writes dk, dv and adds dS K into the dq accumulator
+//               with atomics.
 //   3. convert: dq = scale * accumulator, cast to the output dtype with dq's strides.
 //
 // Workspace (f32, offsets rounded up to 256 bytes):
@@ -10,6 +11,7 @@
 // where a query row is b * seqlen_q + t (dense) or cu_seqlens_q[b] + t (varlen).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/common.cuh"
@@ -85,7 +87,11 @@ void run_flash_bwd(const FlashBwdParams& p, float* dq_accum, float* delta, cudaS
     LLOCO_LAUNCH(grid, kRowWarps * 32, 0, stream, flash_bwd_prep_kernel<T, kD>)(p, dq_accum, delta);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd prep");
   }
-  if (p.seqlen_k > 0) {
+  const bool wgmma = p.bwd_kernel == 2 || (p.bwd_kernel == 0 && flash_wgmma_available());
+  if (p.seqlen_k > 0 && wgmma) {
+    launch_flash_bwd_main_sm90(p, dq_accum, delta, stream);
+    CUDA_LAUNCH_CHECK(stream, "flash_bwd main (wgmma)");
+  } else if (p.seqlen_k > 0) {
     auto kernel = flash_bwd::flash_bwd_main_kernel<T, kD>;
     if (Tr::kSmemBytes > 48 * 1024)
       CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -109,7 +115,8 @@ bool aligned_rows(const void* ptr, int64_t batch_stride, int64_t row_stride, int
 }
 
 size_t main_smem_bytes(int head_dim) {
-  return head_dim == 64 ? BwdTraits<64>::kSmemBytes : BwdTraits<128>::kSmemBytes;
+  const size_t mma = head_dim == 64 ? BwdTraits<64>::kSmemBytes : BwdTraits<128>::kSmemBytes;
+  return std::max(mma, flash_bwd_sm90_smem_bytes(head_dim));
 }
 
 int smem_optin_bytes() {
@@ -147,6 +154,8 @@ void launch_flash_bwd(const FlashBwdParams& p, void* workspace, cudaStream_t str
   LLOCO_CHECK(p.heads_q < 65536 && p.batch < 65536 && p.seqlen_k < 65535 * BwdTraits<64>::kBlockN, "flash_bwd",
               "grid too large: heads ", p.heads_q, ", batch ", p.batch, ", seqlen_k ", p.seqlen_k);
   LLOCO_CHECK(p.lse != nullptr, "flash_bwd", "lse is null");
+  LLOCO_CHECK(p.bwd_kernel >= 0 && p.bwd_kernel <= 2, "flash_bwd", "bwd_kernel ", p.bwd_kernel,
+              " must be 0 (automatic), 1 (mma.sync) or 2 (wgmma)");
   LLOCO_CHECK(workspace != nullptr && aligned16(workspace), "flash_bwd", "workspace must be 16-byte aligned");
 
   float* dq_accum = static_cast<float*>(workspace);

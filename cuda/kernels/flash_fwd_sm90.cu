@@ -1,6 +1,6 @@
 // Flash-attention forward for Hopper on warpgroup MMA (wgmma, sm_90a). Same problem, parameters
 // and results as the mma.sync kernel (flash_fwd.cu); launch_flash_fwd picks this one on H100-class
-// devices when the build has sm_90a code (flash_fwd_sm90_available).
+// devices when the build has sm_90a code (flash_wgmma_available).
 //
 // One 256-thread CTA (2 warpgroups) per (128-row query tile, query head, batch); warpgroup wg owns
 // query rows 64 wg .. 64 wg + 63 of the tile. Both GEMMs take their A operand from registers:
@@ -50,26 +50,6 @@ template <int kD>
 constexpr int kTileBytesOf = kBlockNOf<kD> * kD * 2;  // one K or V tile
 template <int kD>
 constexpr size_t kSmemBytesOf = static_cast<size_t>(kBlockM * kD * 2) + (kKStages + kVStages) * kTileBytesOf<kD>;
-
-// Copies rows [0, rows_valid) of a kRows x kD tile into the wgmma layout (header comment) with
-// cp.async; rows >= rows_valid become zeros. Thread tid copies chunk tid % kChunks of rows
-// tid / kChunks + i * kRowStep; kRowStep is a multiple of 8, so the swizzled chunk is fixed per thread.
-template <int kRows, int kD, typename T>
-__device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int64_t row_stride, int rows_valid, int tid) {
-  constexpr int kChunks = kD / 8, kRowStep = kThreads / kChunks;
-  static_assert(kRows % kRowStep == 0 && kRowStep % 8 == 0, "tile must split evenly over the CTA");
-  const int row = tid / kChunks, chunk = tid % kChunks;
-  const T* src = gmem + row * row_stride + chunk * 8;
-  int64_t step = kRowStep * row_stride;
-  opaque(step);
-  T* dst = smem + (chunk / 8) * kRows * 64 + row * 64 + ((chunk % 8) ^ (row % 8)) * 8;
-#pragma unroll
-  for (int it = 0; it < kRows / kRowStep; ++it) {
-    const bool valid = row + it * kRowStep < rows_valid;
-    cp_async_16(dst + it * kRowStep * 64, valid ? src : gmem, valid);
-    src += step;
-  }
-}
 
 // The row-major SwizzledTile<kD> copy for Q (read back by ldmatrix, not by wgmma).
 template <int kD, typename T>
@@ -138,9 +118,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
 
   auto load_kv = [&](int j) {
     const int n0 = j * kBlockN;
-    load_tile_sw128<kBlockN, kD>(s_k + (j % kKStages) * kBlockN * kD, g_k + n0 * p.k_row_stride, p.k_row_stride,
+    load_tile_sw128<kBlockN, kD, kThreads>(s_k + (j % kKStages) * kBlockN * kD, g_k + n0 * p.k_row_stride, p.k_row_stride,
                                  len_k - n0, tid);
-    load_tile_sw128<kBlockN, kD>(s_v + (j % kVStages) * kBlockN * kD, g_v + n0 * p.v_row_stride, p.v_row_stride,
+    load_tile_sw128<kBlockN, kD, kThreads>(s_v + (j % kVStages) * kBlockN * kD, g_v + n0 * p.v_row_stride, p.v_row_stride,
                                  len_k - n0, tid);
   };
   load_q_tile<kD>(s_q, g_q, p.q_row_stride, len_q - m0, tid);
@@ -303,7 +283,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
     }
   }
 #else
-  __trap();  // built without sm_90a: flash_fwd_sm90_available() keeps the host from launching this
+  __trap();  // built without sm_90a: flash_wgmma_available() keeps the host from launching this
 #endif
 }
 
@@ -342,7 +322,7 @@ void dispatch_head_dim_sm90(const FlashParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-bool flash_fwd_sm90_available() {
+bool flash_wgmma_available() {
 #if defined(LLOCO_SIMT) || defined(LLOCO_CUDA_HAS_SM90A)
   // sm_90a code runs on compute capability 9.0 only.
   int dev = 0, major = 0, minor = 0;
@@ -356,7 +336,7 @@ bool flash_fwd_sm90_available() {
 }
 
 void launch_flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
-  LLOCO_CHECK(flash_fwd_sm90_available(), "flash_fwd", "the wgmma forward needs an sm_90a build (LLOCO_CUDA_ARCHS ",
+  LLOCO_CHECK(flash_wgmma_available(), "flash_fwd", "the wgmma forward needs an sm_90a build (LLOCO_CUDA_ARCHS ",
               "with 90a) and a compute capability 9.0 device");
   if (p.is_bf16)
     dispatch_head_dim_sm90<__nv_bfloat16>(p, stream);

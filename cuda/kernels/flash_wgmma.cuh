@@ -1,10 +1,11 @@
 // Hopper warpgroup MMA primitives (wgmma, sm_90a only) for the sm_90 flash-attention forward
 // (flash_fwd_sm90.cu): shared-memory matrix descriptors for 128-byte-swizzled tiles, wgmma.mma_async
-// with the A operand in registers and B in shared memory, the fence / commit / wait protocol, and
-// the generic-to-async proxy fence that cp.async-written tiles need before wgmma reads them.
+// with the A operand in registers or in shared memory and B in shared memory, the fence / commit /
+// wait protocol, and the generic-to-async proxy fence that cp.async- and st.shared-written tiles need
+// before wgmma reads them.
 //
 // Only sm_90a (LLOCO_CUDA_ARCHS "90a") has wgmma; for other targets these compile to __trap() and
-// the host side never launches a kernel that uses them (flash_fwd_sm90_available()).
+// the host side never launches a kernel that uses them (flash_wgmma_available()).
 //
 // Layouts (PTX ISA, "Asynchronous Warpgroup Level Matrix Instructions"). A warpgroup is 4
 // consecutive warps (128 threads, the first warp's index a multiple of 4); warp w of the group owns
@@ -22,12 +23,16 @@
 //     further into the rows; LBO is unused.
 //   N-major B (kTransB = 1; element (k, n) at row k, column n, e.g. V of O = P V): the 64-column
 //     atom blocks along n sit LBO bytes apart, 8-row groups along k SBO bytes apart.
+// A shared-memory A operand (64 x 16, wgmma_ss) uses the same two layouts with m in place of n:
+// K-major (kTransA = 0, row m) or M-major (kTransA = 1, row k, 64 m-columns).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
 #include <type_traits>
+
+#include "cuda/kernels/flash_mma.cuh"
 
 #if defined(LLOCO_SIMT)
 #include "cuda/simt/wgmma.h"  // CPU emulation of the instructions below (CI without a GPU)
@@ -107,6 +112,42 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+// The flash kernels' wgmma tile layout: column blocks of 64 head-dim elements (128-byte rows), block
+// cb at cb * kRows * 128 bytes, row r at r * 128 inside it, 16-byte chunk ch of the row at chunk
+// ch ^ (r % 8). A K-major operand when its rows are the M / N index (K in S = Q K^T), N-major when
+// they are the K index (V in O = P V).
+//
+// Copies rows [0, rows_valid) of a kRows x kD tile into that layout with
+// cp.async from all kThreads threads; rows >= rows_valid become zeros. Thread tid copies chunk
+// tid % kChunks of rows tid / kChunks + i * kRowStep; kRowStep is a multiple of 8, so the swizzled
+// chunk is fixed per thread.
+template <int kRows, int kD, int kThreads, typename T>
+__device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int64_t row_stride, int rows_valid, int tid) {
+  constexpr int kChunks = kD / 8, kRowStep = kThreads / kChunks;
+  static_assert(kRows % kRowStep == 0 && kRowStep % 8 == 0, "tile must split evenly over the CTA");
+  const int row = tid / kChunks, chunk = tid % kChunks;
+  const T* src = gmem + row * row_stride + chunk * 8;
+  int64_t step = kRowStep * row_stride;
+  opaque(step);
+  T* dst = smem + (chunk / 8) * kRows * 64 + row * 64 + ((chunk % 8) ^ (row % 8)) * 8;
+#pragma unroll
+  for (int it = 0; it < kRows / kRowStep; ++it) {
+    const bool valid = row + it * kRowStep < rows_valid;
+    cp_async_16(dst + it * kRowStep * 64, valid ? src : gmem, valid);
+    src += step;
+  }
+}
+
+// st.shared.u32 of a word that a wgmma reads later (publish it with fence_proxy_async + a barrier).
+// The simt build checks that protocol (and that no in-flight wgmma still reads the word).
+__device__ __forceinline__ void st_shared_for_wgmma(uint32_t addr, uint32_t v) {
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::shared_store_for_wgmma(addr, &v, 4);
+#else
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+#endif
+}
+
 #define LLOCO_WG_ACC8(d, i)                                                                                  \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
       "+f"(d[i + 7])
@@ -125,10 +166,17 @@ __device__ __forceinline__ void fence_proxy_async() {
 #define LLOCO_WG_RS(shape, type, dregs, a0, a1, a2, a3, desc, scale_d, trans_b)                            \
   "{\n.reg .pred p;\nsetp.ne.b32 p, " scale_d ", 0;\nwgmma.mma_async.sync.aligned." shape ".f32." type "." type \
   " " dregs ", {" a0 ", " a1 ", " a2 ", " a3 "}, " desc ", p, 1, 1, " trans_b ";\n}\n"
-// Expands the OPS list into separate arguments before LLOCO_WG_RS sees them.
+// d, a-desc, b-desc, scale-d, imm-scale-a 1, imm-scale-b 1, imm-trans-a, imm-trans-b.
+#define LLOCO_WG_SS(shape, type, dregs, desc_a, desc_b, scale_d, trans_a, trans_b)                         \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, " scale_d ", 0;\nwgmma.mma_async.sync.aligned." shape ".f32." type "." type \
+  " " dregs ", " desc_a ", " desc_b ", p, 1, 1, " trans_a ", " trans_b ";\n}\n"
+// Expands the OPS list into separate arguments before LLOCO_WG_RS / LLOCO_WG_SS see them.
 #define LLOCO_WG_RS_EXPAND(...) LLOCO_WG_RS(__VA_ARGS__)
+#define LLOCO_WG_SS_EXPAND(...) LLOCO_WG_SS(__VA_ARGS__)
 #define LLOCO_WG_OPS32 "%32", "%33", "%34", "%35", "%36", "%37", "%38"
 #define LLOCO_WG_OPS64 "%64", "%65", "%66", "%67", "%68", "%69", "%70"
+#define LLOCO_WG_SS_OPS32 "%32", "%33", "%34", "%35", "%36"
+#define LLOCO_WG_SS_OPS64 "%64", "%65", "%66", "%67", "%68"
 
 // d (64 x N, f32) = A (64 x 16, registers) * B (16 x N, shared memory via desc_b) + (accumulate ? d : 0),
 // issued asynchronously by the whole warpgroup (every thread calls it with its own fragments). T is
@@ -164,6 +212,43 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
 #endif
 }
 
+// d (64 x N, f32) = A (64 x 16, shared memory via desc_a) * B (16 x N, via desc_b) + (accumulate ? d : 0).
+// kTransA 0 = K-major A, 1 = M-major A; kTransB as for wgmma_rs.
+template <int N, typename T, int kTransA, int kTransB>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "instantiated shapes: m64n64k16 and m64n128k16");
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or f16 inputs");
+#if defined(LLOCO_SIMT)
+  ::lloco::simt::wgmma_ss<N, T>(d, desc_a, desc_b, accumulate, kTransA != 0, kTransB != 0);
+#elif defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  const int scale_d = accumulate ? 1 : 0;
+  if constexpr (N == 64 && std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(LLOCO_WG_SS_EXPAND("m64n64k16", "bf16", LLOCO_WG_D32, LLOCO_WG_SS_OPS32)
+                 : LLOCO_WG_ACC32(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  } else if constexpr (N == 64) {
+    asm volatile(LLOCO_WG_SS_EXPAND("m64n64k16", "f16", LLOCO_WG_D32, LLOCO_WG_SS_OPS32)
+                 : LLOCO_WG_ACC32(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(LLOCO_WG_SS_EXPAND("m64n128k16", "bf16", LLOCO_WG_D64, LLOCO_WG_SS_OPS64)
+                 : LLOCO_WG_ACC64(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  } else {
+    asm volatile(LLOCO_WG_SS_EXPAND("m64n128k16", "f16", LLOCO_WG_D64, LLOCO_WG_SS_OPS64)
+                 : LLOCO_WG_ACC64(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransA), "n"(kTransB));
+  }
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)accumulate;
+  __trap();
+#endif
+}
+
+#undef LLOCO_WG_SS
+#undef LLOCO_WG_SS_EXPAND
+#undef LLOCO_WG_SS_OPS32
+#undef LLOCO_WG_SS_OPS64
 #undef LLOCO_WG_RS
 #undef LLOCO_WG_RS_EXPAND
 #undef LLOCO_WG_OPS64

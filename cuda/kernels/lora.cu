@@ -384,7 +384,7 @@ __global__ void __launch_bounds__(kLinearWarps * 32) lora_linear_small_kernel(Li
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int N = static_cast<int>(g.N), R = static_cast<int>(g.R);
   const int64_t packs = g.I / V;
-  if (threadIdx.x < N) id_s[threadIdx.x] = checked_adapter(g.rows, g.L, g.err, threadIdx.x);
+  if (static_cast<int>(threadIdx.x) < N) id_s[threadIdx.x] = checked_adapter(g.rows, g.L, g.err, threadIdx.x);
   __syncthreads();
 
   // 1. t[n, k] = x[n] . a[id(n), k], a warp per (n, k); 0 for rows without an adapter.

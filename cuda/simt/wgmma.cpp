@@ -19,20 +19,27 @@ struct IssueArgs {
   WgmmaThread* st;
   float* d;
   const float* c;  // accumulator input: d's newest in-flight result if it has one, else d itself
-  const uint32_t* a;
-  uint64_t desc;
+  const uint32_t* a;  // A fragments, or null when A comes from shared memory through desc_a
+  uint64_t desc_a, desc;
   bool accumulate;
   int n;
-  bool bf16, trans_b;
+  bool bf16, trans_a, trans_b;
 };
 
-const char* issue_name(int n, bool bf16, bool trans_b) {
-  static const char* const kNames[2][2][2] = {
-      {{"wgmma.mma_async.m64n64k16.f16 (K-major B)", "wgmma.mma_async.m64n64k16.f16 (N-major B)"},
-       {"wgmma.mma_async.m64n64k16.bf16 (K-major B)", "wgmma.mma_async.m64n64k16.bf16 (N-major B)"}},
-      {{"wgmma.mma_async.m64n128k16.f16 (K-major B)", "wgmma.mma_async.m64n128k16.f16 (N-major B)"},
-       {"wgmma.mma_async.m64n128k16.bf16 (K-major B)", "wgmma.mma_async.m64n128k16.bf16 (N-major B)"}}};
-  return kNames[n == 128][bf16][trans_b];
+// Collective names: the instruction with its shape, type and operand layouts.
+const char* issue_name(int n, bool bf16, int a_layout, bool trans_b) {  // a_layout: 0 regs, 1 K-major, 2 M-major
+  static const std::vector<std::string> kNames = [] {
+    std::vector<std::string> names;
+    for (int n128 = 0; n128 < 2; ++n128)
+      for (int b = 0; b < 2; ++b)
+        for (int al = 0; al < 3; ++al)
+          for (int tb = 0; tb < 2; ++tb)
+            names.push_back(std::string("wgmma.mma_async.m64n") + (n128 ? "128" : "64") + "k16." + (b ? "bf16" : "f16") +
+                            (al == 0 ? " (A in registers, " : al == 1 ? " (K-major A, " : " (M-major A, ") +
+                            (tb ? "N-major B)" : "K-major B)"));
+    return names;
+  }();
+  return kNames[((n == 128) * 2 + bf16) * 6 + a_layout * 2 + trans_b].c_str();
 }
 
 void release_op(WgmmaBlock& blk, int op) {
@@ -44,10 +51,43 @@ void release_op(WgmmaBlock& blk, int op) {
 
 // Byte address of B[k][n] before the 128-byte swizzle (PTX canonical layouts, 16-bit elements):
 // K-major: n-rows of 128 bytes, 8-row atoms SBO apart; N-major: k-rows, 64-column blocks LBO apart
-// and 8-row groups SBO apart.
+// and 8-row groups SBO apart. A[m][k] is laid out the same way with m in place of n.
 uint32_t b_address(uint32_t start, uint32_t lbo, uint32_t sbo, bool trans_b, int k, int n) {
   if (!trans_b) return start + (n / 8) * sbo + (n % 8) * 128 + k * 2;
   return start + (n / 64) * lbo + (n % 64) * 2 + (k / 8) * sbo + (k % 8) * 128;
+}
+
+struct Descriptor {
+  uint32_t start, lbo, sbo;
+};
+
+Descriptor decode(uint64_t desc) {
+  const auto layout = static_cast<int>(desc >> 62), base_offset = static_cast<int>((desc >> 49) & 7);
+  if (layout != 1)
+    device_trap(detail::concat("simt: wgmma descriptor layout type ", layout,
+                               " not emulated (only 1, 128-byte swizzle)"));
+  if (base_offset != 0)
+    device_trap(detail::concat("simt: wgmma descriptor base offset ", base_offset, " not emulated (only 0)"));
+  return {static_cast<uint32_t>(desc & 0x3FFF) << 4, static_cast<uint32_t>((desc >> 16) & 0x3FFF) << 4,
+          static_cast<uint32_t>((desc >> 32) & 0x3FFF) << 4};
+}
+
+// Element (k, i) of a 16 x `extent` shared-memory operand (i = n for B, m for A), read through its
+// descriptor; the 16-byte chunks it touches are appended to `chunks`.
+double read_operand(const char* name, uint64_t desc, bool transposed, bool bf16, int k, int i,
+                    std::vector<uint32_t>& chunks) {
+  const Descriptor d = decode(desc);
+  const WgmmaBlock& blk = wgmma_block();
+  const uint32_t logical = b_address(d.start, d.lbo, d.sbo, transposed, k, i);
+  const uint32_t phys = logical ^ ((logical >> 3) & 0x70);
+  if (size_t{phys} + 2 > blk.smem_bytes)
+    device_trap(detail::concat("wgmma.mma_async reads ", name, " element (k ", k, ", ", i, ") at shared address ",
+                               phys, ", past the ", blk.smem_bytes, " bytes of shared memory (descriptor 0x", std::hex,
+                               desc, ")"));
+  uint16_t bits;
+  std::memcpy(&bits, dynamic_smem() + phys, 2);
+  if (chunks.empty() || chunks.back() != phys >> 4) chunks.push_back(phys >> 4);
+  return bf16 ? half_bits_to_double<__nv_bfloat16>(bits) : half_bits_to_double<__half>(bits);
 }
 
 // Fails when a cp.async into `chunk` has not landed yet, or when some thread's cp.async wrote it
@@ -64,26 +104,14 @@ void check_chunk_ready(const WgmmaBlock& blk, uint32_t chunk) {
     const auto& list = wgmma_thread(t).unfenced;
     if (std::find(list.begin(), list.end(), chunk) != list.end()) writer = t;
   }
-  device_trap(detail::concat("wgmma reads shared memory written by cp.async without fence.proxy.async (16 bytes at "
+  device_trap(detail::concat("wgmma reads shared memory written by cp.async or st.shared without fence.proxy.async (16 bytes at "
                              "shared address ",
                              chunk * 16, ", written by thread ", writer,
                              "; each writer fences before the barrier that publishes the tile)"));
 }
 
-template <typename T>
-void multiply(IssueArgs* const* args, const double (&B)[16][128], int op) {
+void multiply(IssueArgs* const* args, const double (&A)[64][16], const double (&B)[16][128], int op) {
   const int n = args[0]->n, regs = n / 2;
-  double A[64][16];
-  for (int t = 0; t < kGroup; ++t) {
-    const int row = 16 * (t / 32) + (t % 32) / 4, c = t % 4;
-    const uint32_t* a = args[t]->a;
-    for (int h = 0; h < 2; ++h) {
-      A[row][2 * c + h] = half_bits_to_double<T>(a[0] >> (16 * h));
-      A[row + 8][2 * c + h] = half_bits_to_double<T>(a[1] >> (16 * h));
-      A[row][2 * c + 8 + h] = half_bits_to_double<T>(a[2] >> (16 * h));
-      A[row + 8][2 * c + 8 + h] = half_bits_to_double<T>(a[3] >> (16 * h));
-    }
-  }
   for (int t = 0; t < kGroup; ++t) {
     IssueArgs& me = *args[t];
     const int row = 16 * (t / 32) + (t % 32) / 4, c = t % 4;
@@ -99,6 +127,21 @@ void multiply(IssueArgs* const* args, const double (&B)[16][128], int op) {
   }
 }
 
+// A from the warpgroup's register fragments (the mma.m16n8k16 A layout per warp).
+template <typename T>
+void gather_a(IssueArgs* const* args, double (&A)[64][16]) {
+  for (int t = 0; t < kGroup; ++t) {
+    const int row = 16 * (t / 32) + (t % 32) / 4, c = t % 4;
+    const uint32_t* a = args[t]->a;
+    for (int h = 0; h < 2; ++h) {
+      A[row][2 * c + h] = half_bits_to_double<T>(a[0] >> (16 * h));
+      A[row + 8][2 * c + h] = half_bits_to_double<T>(a[1] >> (16 * h));
+      A[row][2 * c + 8 + h] = half_bits_to_double<T>(a[2] >> (16 * h));
+      A[row + 8][2 * c + 8 + h] = half_bits_to_double<T>(a[3] >> (16 * h));
+    }
+  }
+}
+
 void issue_compute(void* const* raw, int first) {
   IssueArgs* const* args = reinterpret_cast<IssueArgs* const*>(raw);
   const IssueArgs& lead = *args[0];
@@ -106,42 +149,30 @@ void issue_compute(void* const* raw, int first) {
     if (args[t]->desc != lead.desc)
       device_trap(detail::concat("wgmma.mma_async: thread ", first + t, " passes B descriptor 0x", std::hex,
                                  args[t]->desc, " but thread ", std::dec, first, " passes 0x", std::hex, lead.desc));
+    if (!lead.a && args[t]->desc_a != lead.desc_a)
+      device_trap(detail::concat("wgmma.mma_async: thread ", first + t, " passes A descriptor 0x", std::hex,
+                                 args[t]->desc_a, " but thread ", std::dec, first, " passes 0x", std::hex,
+                                 lead.desc_a));
     if (args[t]->accumulate != lead.accumulate)
       device_trap(detail::concat("wgmma.mma_async: threads ", first, " and ", first + t,
                                  " of one warpgroup disagree on scale-d (accumulate)"));
   }
-  const uint64_t desc = lead.desc;
-  const auto layout = static_cast<int>(desc >> 62), base_offset = static_cast<int>((desc >> 49) & 7);
-  if (layout != 1)
-    device_trap(detail::concat("simt: wgmma descriptor layout type ", layout,
-                               " not emulated (only 1, 128-byte swizzle)"));
-  if (base_offset != 0)
-    device_trap(detail::concat("simt: wgmma descriptor base offset ", base_offset, " not emulated (only 0)"));
-  const auto start = static_cast<uint32_t>(desc & 0x3FFF) << 4;
-  const auto lbo = static_cast<uint32_t>((desc >> 16) & 0x3FFF) << 4;
-  const auto sbo = static_cast<uint32_t>((desc >> 32) & 0x3FFF) << 4;
-
-  WgmmaBlock& blk = wgmma_block();
-  const unsigned char* smem = dynamic_smem();
-  double B[16][128];
-  uint32_t chunks[16 * 128];
-  int n_chunks = 0;
+  std::vector<uint32_t> chunks;
+  chunks.reserve(16 * 128 + 64 * 16);
+  double A[64][16], B[16][128];
   for (int k = 0; k < 16; ++k)
-    for (int n = 0; n < lead.n; ++n) {
-      const uint32_t logical = b_address(start, lbo, sbo, lead.trans_b, k, n);
-      const uint32_t phys = logical ^ ((logical >> 3) & 0x70);
-      if (size_t{phys} + 2 > blk.smem_bytes)
-        device_trap(detail::concat("wgmma.mma_async reads B[", k, "][", n, "] at shared address ", phys,
-                                   ", past the ", blk.smem_bytes, " bytes of shared memory (descriptor 0x",
-                                   std::hex, desc, ")"));
-      uint16_t bits;
-      std::memcpy(&bits, smem + phys, 2);
-      B[k][n] = lead.bf16 ? half_bits_to_double<__nv_bfloat16>(bits) : half_bits_to_double<__half>(bits);
-      if (n_chunks == 0 || chunks[n_chunks - 1] != phys >> 4) chunks[n_chunks++] = phys >> 4;
-    }
-  std::sort(chunks, chunks + n_chunks);
-  n_chunks = static_cast<int>(std::unique(chunks, chunks + n_chunks) - chunks);
-  for (int i = 0; i < n_chunks; ++i) check_chunk_ready(blk, chunks[i]);
+    for (int n = 0; n < lead.n; ++n) B[k][n] = read_operand("B", lead.desc, lead.trans_b, lead.bf16, k, n, chunks);
+  if (lead.a) {
+    if (lead.bf16) gather_a<__nv_bfloat16>(args, A);
+    else gather_a<__half>(args, A);
+  } else {
+    for (int k = 0; k < 16; ++k)
+      for (int m = 0; m < 64; ++m) A[m][k] = read_operand("A", lead.desc_a, lead.trans_a, lead.bf16, k, m, chunks);
+  }
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  WgmmaBlock& blk = wgmma_block();
+  for (uint32_t ch : chunks) check_chunk_ready(blk, ch);
 
   int op;
   if (blk.free_ops.empty()) {
@@ -151,11 +182,10 @@ void issue_compute(void* const* raw, int first) {
     op = blk.free_ops.back();
     blk.free_ops.pop_back();
   }
-  blk.ops[op].chunks.assign(chunks, chunks + n_chunks);
+  blk.ops[op].chunks = std::move(chunks);
   blk.ops[op].holders = kGroup;
-  for (int i = 0; i < n_chunks; ++i) ++blk.reads[chunks[i]];
-  if (lead.bf16) multiply<__nv_bfloat16>(args, B, op);
-  else multiply<__half>(args, B, op);
+  for (uint32_t ch : blk.ops[op].chunks) ++blk.reads[ch];
+  multiply(args, A, B, op);
 }
 
 void fence_compute(void* const* args, int) {
@@ -191,21 +221,32 @@ void wait_compute(void* const* args, int) {
   }
 }
 
-}  // namespace
-
-void wgmma_issue(int n, bool bf16, float* d, const uint32_t* a, uint64_t desc_b, bool accumulate, bool trans_b) {
+// Shared by the register-A and shared-memory-A forms: fence check, chained accumulator input, collective.
+void issue(IssueArgs args, int a_layout) {
   WgmmaThread& st = wgmma_thread();
   if (!st.fenced)
     device_trap("wgmma.mma_async without a preceding wgmma.fence (one is needed before the first wgmma and "
                 "after each wgmma.wait_group)");
-  const float* c = d;
+  args.st = &st;
+  args.c = args.d;
   for (auto it = st.pending.rbegin(); it != st.pending.rend(); ++it)
-    if (it->d == d) {
-      c = it->result;
+    if (it->d == args.d) {
+      args.c = it->result;
       break;
     }
-  IssueArgs args{&st, d, c, a, desc_b, accumulate, n, bf16, trans_b};
-  warpgroup_collective(issue_name(n, bf16, trans_b), &args, &issue_compute);
+  warpgroup_collective(issue_name(args.n, args.bf16, a_layout, args.trans_b), &args, &issue_compute);
+}
+
+}  // namespace
+
+void wgmma_issue(int n, bool bf16, float* d, const uint32_t* a, uint64_t desc_b, bool accumulate, bool trans_b) {
+  issue(IssueArgs{nullptr, d, nullptr, a, 0, desc_b, accumulate, n, bf16, false, trans_b}, 0);
+}
+
+void wgmma_issue_ss(int n, bool bf16, float* d, uint64_t desc_a, uint64_t desc_b, bool accumulate, bool trans_a,
+                    bool trans_b) {
+  issue(IssueArgs{nullptr, d, nullptr, nullptr, desc_a, desc_b, accumulate, n, bf16, trans_a, trans_b},
+        trans_a ? 2 : 1);
 }
 
 void wgmma_fence() { warpgroup_collective("wgmma.fence", &wgmma_thread(), &fence_compute); }
@@ -233,6 +274,24 @@ void fence_proxy_async() {
     if (blk.last_writer[ch] == me) blk.last_writer[ch] = -1;
   }
   st.unfenced.clear();
+}
+
+void shared_store_for_wgmma(uint32_t addr, const void* src, int bytes) {
+  if ((bytes != 4 && bytes != 16) || addr % bytes)
+    device_trap(detail::concat("shared_store_for_wgmma: ", bytes, " bytes at shared address ", addr,
+                               " (4 or 16 bytes, aligned)"));
+  WgmmaBlock& blk = wgmma_block();
+  const uint32_t ch = addr >> 4;
+  if (blk.reads[ch])
+    device_trap(detail::concat("st.shared overwrites shared memory that an in-flight wgmma reads (16 bytes at shared "
+                               "address ",
+                               ch * 16, "); wgmma.wait_group must retire that wgmma first"));
+  std::memcpy(shared_pointer(addr, static_cast<size_t>(bytes)), src, static_cast<size_t>(bytes));
+  const int me = current().linear;
+  if (blk.last_writer[ch] == me) return;
+  blk.last_writer[ch] = me;
+  ++blk.unfenced[ch];
+  wgmma_thread().unfenced.push_back(ch);
 }
 
 // ---- hooks called by the engine --------------------------------------------------------------------

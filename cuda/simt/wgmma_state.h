@@ -25,7 +25,7 @@ struct WgmmaThread {
   bool fenced = false;  // wgmma.fence since the start or the last wait_group
   int next_group = 0;
   std::vector<WgmmaEntry> pending;  // in issue order
-  std::vector<uint32_t> unfenced;   // chunks written by this thread's cp.async, not yet fenced
+  std::vector<uint32_t> unfenced;   // chunks written by this thread (cp.async, shared_store_for_wgmma), not yet fenced
 
   void reset() {
     fenced = false;
@@ -44,7 +44,7 @@ struct WgmmaOp {
 struct WgmmaBlock {
   size_t smem_bytes = 0;
   std::vector<uint32_t> reads;        // per chunk: in-flight wgmma ops that read it
-  std::vector<uint32_t> unfenced;     // per chunk: unfenced cp.async writes of all threads
+  std::vector<uint32_t> unfenced;     // per chunk: unfenced generic-proxy writes of all threads
   std::vector<uint32_t> copying;      // per chunk: cp.async issued but not landed (no wait_group yet)
   std::vector<int32_t> copier;        // per chunk: the thread that issued the latest such cp.async
   std::vector<int32_t> last_writer;   // per chunk: thread whose unfenced list has it last, or -1

@@ -2,7 +2,8 @@
 // flash-attention judges its kernels: err(kernel) <= 3x (dq) or 2x (dk, dv) the error of a naive
 // same-dtype composed computation, + 1e-4. The forward's out and lse come from the f64 reference
 // (out cast to the dtype), so this suite does not depend on the forward kernel. Outputs start as
-// NaN and the workspace as garbage (0xff bytes = NaN), so unwritten elements fail.
+// NaN and the workspace as garbage (0xff bytes = NaN), so unwritten elements fail. Every case runs
+// each main kernel this build and device have: mma.sync everywhere, wgmma on sm_90a + H100.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -42,6 +43,15 @@ void set_bhtd(const Tensor& t, Ptr& ptr, int64_t& batch, int64_t& row, int64_t& 
   head = t.stride(1);
   row = t.stride(2);
 }
+
+// FlashBwdParams::bwd_kernel values this build and device can run (WgmmaKernelRunsWhereAvailable
+// reports when the wgmma one is absent).
+std::vector<int> bwd_kernels() {
+  std::vector<int> k{1};
+  if (cuda_kernels::flash_wgmma_available()) k.push_back(2);
+  return k;
+}
+std::string kernel_name(int bwd_kernel) { return bwd_kernel == 2 ? " wgmma" : " mma.sync"; }
 
 void run_bwd(const FlashBwdParams& p) {
   DeviceMem ws(cuda_kernels::flash_bwd_workspace_bytes(p));
@@ -89,26 +99,29 @@ void check_dense(const AttnShape& s, DType dt, bool bthd, uint64_t seed) {
   const Tensor q = to_gpu(d.q, bthd), k = to_gpu(d.k, bthd), v = to_gpu(d.v, bthd);
   const Tensor out = to_gpu(exact.out.to(dt), bthd), dout = to_gpu(d.dout, bthd);
   const Tensor lse = exact.lse.to(DType::F32).contiguous().to(cuda());  // [B, Hq, Tq]
-  Grads g{nan_gpu(d.q.shape(), dt, bthd), nan_gpu(d.k.shape(), dt, bthd), nan_gpu(d.v.shape(), dt, bthd)};
 
-  FlashBwdParams p;
-  set_bhtd(q, p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride);
-  set_bhtd(k, p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride);
-  set_bhtd(v, p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride);
-  set_bhtd(out, p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
-  set_bhtd(dout, p.dout, p.do_batch_stride, p.do_row_stride, p.do_head_stride);
-  set_bhtd(g.dq, p.dq, p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride);
-  set_bhtd(g.dk, p.dk, p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride);
-  set_bhtd(g.dv, p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride);
-  p.lse = static_cast<float*>(lse.data_ptr());
-  p.lse_batch_stride = lse.stride(0);
-  p.lse_head_stride = lse.stride(1);
-  set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
-  p.total_q = s.B * s.Tq;
-  p.total_k = s.B * s.Tk;
-  ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p)) << what;
-  run_bwd(p);
-  expect_grads_close(g, exact, naive, what);
+  for (int kernel : bwd_kernels()) {
+    Grads g{nan_gpu(d.q.shape(), dt, bthd), nan_gpu(d.k.shape(), dt, bthd), nan_gpu(d.v.shape(), dt, bthd)};
+    FlashBwdParams p;
+    set_bhtd(q, p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride);
+    set_bhtd(k, p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride);
+    set_bhtd(v, p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride);
+    set_bhtd(out, p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
+    set_bhtd(dout, p.dout, p.do_batch_stride, p.do_row_stride, p.do_head_stride);
+    set_bhtd(g.dq, p.dq, p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride);
+    set_bhtd(g.dk, p.dk, p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride);
+    set_bhtd(g.dv, p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride);
+    p.lse = static_cast<float*>(lse.data_ptr());
+    p.lse_batch_stride = lse.stride(0);
+    p.lse_head_stride = lse.stride(1);
+    set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
+    p.total_q = s.B * s.Tq;
+    p.total_k = s.B * s.Tk;
+    p.bwd_kernel = kernel;
+    ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p)) << what;
+    run_bwd(p);
+    expect_grads_close(g, exact, naive, what + kernel_name(kernel));
+  }
 }
 
 TEST_F(FlashBwdTest, DenseShapesDtypesMasks) {
@@ -127,6 +140,32 @@ TEST_F(FlashBwdTest, DenseShapesDtypesMasks) {
           s.causal = causal;
           check_dense(s, dt, false, ++seed);
         }
+}
+
+TEST_F(FlashBwdTest, WgmmaKernelRunsWhereAvailable) {
+  if (!cuda_kernels::flash_wgmma_available())
+    GTEST_SKIP() << "no wgmma backward here: it needs an sm_90a build (LLOCO_CUDA_ARCHS with 90a) and a compute "
+                    "capability 9.0 device; the mma.sync kernel ran in every case";
+  // Many query tiles per CTA through the two Q/dO stages, GQA 4, and key tiles past the sequence end.
+  for (int64_t D : {64, 128})
+    for (bool causal : {false, true}) check_dense({1, 4, 1, 333, 300, D, causal}, DType::BF16, false, 400 + D);
+}
+
+TEST_F(FlashBwdTest, RejectsUnknownKernelChoice) {
+  FlashBwdParams p;
+  set_flash_problem(p, 1, 2, 2, 64, 64, 64, false, DType::BF16);
+  p.total_q = p.total_k = 64;
+  p.lse = reinterpret_cast<float*>(16);
+  p.bwd_kernel = 3;
+  DeviceMem ws(256);
+  try {
+    cuda_kernels::launch_flash_bwd(p, ws.ptr, nullptr);
+    ADD_FAILURE() << "bwd_kernel 3 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bwd_kernel 3 must be 0 (automatic), 1 (mma.sync) or 2 (wgmma)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(FlashBwdTest, TokenMajorStrides) {
@@ -173,49 +212,52 @@ void check_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>
   const Tensor lseg = lse.to(cuda());
   const Tensor cu_qg = from_vector<int32_t>(cu_q, {B + 1}, DType::I32, cuda());
   const Tensor cu_kg = from_vector<int32_t>(cu_k, {B + 1}, DType::I32, cuda());
-  const Tensor dq = full({total_q, Hq, D}, kNaN, dt, cuda());
-  const Tensor dk = full({total_k, Hkv, D}, kNaN, dt, cuda()), dv = full({total_k, Hkv, D}, kNaN, dt, cuda());
+  for (int kernel : bwd_kernels()) {
+    const Tensor dq = full({total_q, Hq, D}, kNaN, dt, cuda());
+    const Tensor dk = full({total_k, Hkv, D}, kNaN, dt, cuda()), dv = full({total_k, Hkv, D}, kNaN, dt, cuda());
 
-  FlashBwdParams p;
-  p.q = qg.data_ptr();
-  p.k = kg.data_ptr();
-  p.v = vg.data_ptr();
-  p.o = og.data_ptr();
-  p.dout = dog.data_ptr();
-  p.dq = dq.data_ptr();
-  p.dk = dk.data_ptr();
-  p.dv = dv.data_ptr();
-  p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = Hq * D;
-  p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = Hkv * D;
-  p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
-  p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = D;
-  p.lse = static_cast<float*>(lseg.data_ptr());
-  p.lse_head_stride = total_q;
-  p.cu_seqlens_q = static_cast<const int32_t*>(cu_qg.data_ptr());
-  p.cu_seqlens_k = static_cast<const int32_t*>(cu_kg.data_ptr());
-  set_flash_problem(p, B, Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
-                    *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
-  p.total_q = total_q;
-  p.total_k = total_k;
-  ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p));
-  run_bwd(p);
+    FlashBwdParams p;
+    p.q = qg.data_ptr();
+    p.k = kg.data_ptr();
+    p.v = vg.data_ptr();
+    p.o = og.data_ptr();
+    p.dout = dog.data_ptr();
+    p.dq = dq.data_ptr();
+    p.dk = dk.data_ptr();
+    p.dv = dv.data_ptr();
+    p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = Hq * D;
+    p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = Hkv * D;
+    p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
+    p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = D;
+    p.lse = static_cast<float*>(lseg.data_ptr());
+    p.lse_head_stride = total_q;
+    p.cu_seqlens_q = static_cast<const int32_t*>(cu_qg.data_ptr());
+    p.cu_seqlens_k = static_cast<const int32_t*>(cu_kg.data_ptr());
+    set_flash_problem(p, B, Hq, Hkv, *std::max_element(lens_q.begin(), lens_q.end()),
+                      *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
+    p.total_q = total_q;
+    p.total_k = total_k;
+    p.bwd_kernel = kernel;
+    ASSERT_TRUE(cuda_kernels::flash_bwd_supported(p));
+    run_bwd(p);
 
-  auto seq = [](const Tensor& x, int64_t start, int64_t len) {  // [T, H, D] rows -> [1, H, T, D]
-    return x.narrow(0, start, len).permute({1, 0, 2}).unsqueeze(0);
-  };
-  for (int64_t b = 0; b < B; ++b) {
-    const std::string what = "varlen seq " + std::to_string(b) + " Tq" + std::to_string(lens_q[b]) + " Tk" +
-                             std::to_string(lens_k[b]) + " D" + std::to_string(D) + (causal ? " causal " : " full ") +
-                             dtype_name(dt);
-    if (lens_k[b] > 0 && lens_q[b] == 0) {  // keys nobody queries: gradients exactly 0
-      const Tensor zero = zeros({1, Hkv, lens_k[b], D}, DType::F64);
-      EXPECT_EQ(max_abs_err(seq(dk, cu_k[b], lens_k[b]), zero), 0.0) << what << " dk";
-      EXPECT_EQ(max_abs_err(seq(dv, cu_k[b], lens_k[b]), zero), 0.0) << what << " dv";
-      continue;
+    auto seq = [](const Tensor& x, int64_t start, int64_t len) {  // [T, H, D] rows -> [1, H, T, D]
+      return x.narrow(0, start, len).permute({1, 0, 2}).unsqueeze(0);
+    };
+    for (int64_t b = 0; b < B; ++b) {
+      const std::string what = "varlen seq " + std::to_string(b) + " Tq" + std::to_string(lens_q[b]) + " Tk" +
+                               std::to_string(lens_k[b]) + " D" + std::to_string(D) +
+                               (causal ? " causal " : " full ") + dtype_name(dt) + kernel_name(kernel);
+      if (lens_k[b] > 0 && lens_q[b] == 0) {  // keys nobody queries: gradients exactly 0
+        const Tensor zero = zeros({1, Hkv, lens_k[b], D}, DType::F64);
+        EXPECT_EQ(max_abs_err(seq(dk, cu_k[b], lens_k[b]), zero), 0.0) << what << " dk";
+        EXPECT_EQ(max_abs_err(seq(dv, cu_k[b], lens_k[b]), zero), 0.0) << what << " dv";
+        continue;
+      }
+      if (lens_q[b] == 0) continue;
+      expect_grads_close({seq(dq, cu_q[b], lens_q[b]), seq(dk, cu_k[b], lens_k[b]), seq(dv, cu_k[b], lens_k[b])},
+                         exact[b], naive[b], what);
     }
-    if (lens_q[b] == 0) continue;
-    expect_grads_close({seq(dq, cu_q[b], lens_q[b]), seq(dk, cu_k[b], lens_k[b]), seq(dv, cu_k[b], lens_k[b])},
-                       exact[b], naive[b], what);
   }
 }
 

@@ -190,6 +190,62 @@ TEST(SimtWgmma, NMajorMatchesMatmul) {
   check_chain<128, __half>(n_major_tile<__half>(128, 1, 3072, 1024, 2048, rng), false, true, rng);
 }
 
+// D = sum_s A_s B_s (+ C) with A_s read from shared memory too (wgmma_ss).
+template <int N, typename T>
+__global__ void ss_chain_kernel(const unsigned char* image, int image_bytes, const uint64_t* descs_a,
+                                const uint64_t* descs_b, int steps, bool accumulate, bool trans_a, bool trans_b,
+                                const float* C, float* D) {
+  fill_smem(image, image_bytes);
+  float d[N / 2];
+  for (int i = 0; i < N / 2; ++i) d[i] = C[d_index<N>(i)];
+  wgmma_fence();
+  for (int s = 0; s < steps; ++s) wgmma_ss<N, T>(d, descs_a[s], descs_b[s], s > 0 || accumulate, trans_a, trans_b);
+  wgmma_commit_group();
+  wgmma_wait_group(0);
+  for (int i = 0; i < N / 2; ++i) D[d_index<N>(i)] = d[i];
+}
+
+// `a` is a 64-wide tile whose logical [16][64] blocks are A^T (a.B[s][k * 64 + m] = A_s[m][k]): a
+// K-major tile of 64 rows m, or an M-major one of rows k. Its image must not overlap b's.
+template <int N, typename T>
+void check_ss_chain(const Tile& a, bool trans_a, const Tile& b, bool trans_b, bool accumulate, std::mt19937& rng) {
+  const int steps = static_cast<int>(b.descs.size());
+  ASSERT_EQ(a.descs.size(), b.descs.size());
+  std::vector<unsigned char> image(std::max(a.image.size(), b.image.size()), 0);
+  for (size_t i = 0; i < image.size(); ++i)
+    image[i] = (i < a.image.size() ? a.image[i] : 0) | (i < b.image.size() ? b.image[i] : 0);
+  std::uniform_int_distribution<int> small(-4, 4);
+  std::vector<float> C(64 * N), D(64 * N, NAN);
+  for (auto& x : C) x = static_cast<float>(2 * small(rng));
+  LLOCO_LAUNCH(1, 128, image.size(), nullptr, ss_chain_kernel<N, T>)(
+      image.data(), static_cast<int>(image.size()), a.descs.data(), b.descs.data(), steps, accumulate, trans_a,
+      trans_b, C.data(), D.data());
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < N; ++j) {
+      double want = accumulate ? C[i * N + j] : 0.0;
+      for (int s = 0; s < steps; ++s)
+        for (int k = 0; k < 16; ++k) want += a.B[s][k * 64 + i] * b.B[s][k * N + j];
+      ASSERT_EQ(D[i * N + j], want) << "D[" << i << "][" << j << "], N = " << N << (trans_a ? " M-major A" : " K-major A")
+                                    << (trans_b ? ", N-major B" : ", K-major B");
+    }
+}
+
+TEST(SimtWgmma, SharedMemoryAMatchesMatmul) {
+  std::mt19937 rng(16);
+  // K-major A at every k-step offset, against both B layouts (B images start at 0, A at 16 KB).
+  for (int k0 : {0, 16, 32, 48}) {
+    check_ss_chain<64, __nv_bfloat16>(k_major_tile<__nv_bfloat16>(64, 16384, 1024, {k0}, rng), false,
+                                      k_major_tile<__nv_bfloat16>(64, 0, 1024, {k0}, rng), false, true, rng);
+    check_ss_chain<128, __half>(k_major_tile<__half>(64, 16384, 1024, {k0}, rng), false,
+                                n_major_tile<__half>(128, 1, 0, 4096, 1024, rng), true, false, rng);
+  }
+  // M-major A (the dS^T tile of the backward), chained over two k-steps.
+  check_ss_chain<64, __nv_bfloat16>(n_major_tile<__nv_bfloat16>(64, 2, 16384, 0, 1024, rng), true,
+                                    n_major_tile<__nv_bfloat16>(64, 2, 0, 8192, 1024, rng), true, true, rng);
+  check_ss_chain<128, __half>(n_major_tile<__half>(64, 2, 16384, 8192, 1024, rng), true,
+                              k_major_tile<__half>(128, 0, 1024, {0, 16}, rng), false, false, rng);
+}
+
 TEST(SimtWgmma, ChainOnOneAccumulatorUsesThePendingResult) {
   std::mt19937 rng(13);
   check_chain<128, __nv_bfloat16>(k_major_tile<__nv_bfloat16>(128, 0, 1024, {0, 16}, rng), false, false, rng);
@@ -271,6 +327,9 @@ enum class Mistake {
   kBarrierBeforeCollective,
   kMixedDescriptors,
   kReadCopyInFlight,
+  kStoreUnfenced,
+  kStoreFenced,
+  kStoreIntoInFlight,
 };
 
 template <Mistake kMistake>
@@ -291,12 +350,19 @@ __global__ void mistake_kernel(const unsigned char* image, int bytes, uint64_t d
   if (kMistake == Mistake::kBarrierDuringCollective && t == 0) __syncthreads();
   if (kMistake == Mistake::kBarrierBeforeCollective && t == 127) __syncthreads();
   if (kMistake == Mistake::kReadCopyInFlight && t == 9) cp_async(smem + 144, image + 144, 16, 16);  // B[0..7][1]
+  if ((kMistake == Mistake::kStoreUnfenced || kMistake == Mistake::kStoreFenced) && t == 9) {
+    uint32_t same;  // rewrites B[0..1][1] with its own value: a clean run still computes D
+    std::memcpy(&same, smem + 144, 4);
+    shared_store_for_wgmma(144, &same, 4);
+    if (kMistake == Mistake::kStoreFenced) fence_proxy_async();
+  }
   if (kMistake != Mistake::kNoFence) wgmma_fence();
   if (kMistake == Mistake::kMixedDescriptors && t == 70) desc += 64;
   wgmma_rs<64, __nv_bfloat16>(d, a, desc, false, false);
   wgmma_commit_group();
   if (kMistake == Mistake::kExitPending) return;
   if (kMistake == Mistake::kCpAsyncIntoInFlight) cp_async(smem, image, 16, 16);  // chunk 0 holds B[0..7][0]
+  if (kMistake == Mistake::kStoreIntoInFlight && t == 4) shared_store_for_wgmma(0, image, 4);
   if (kMistake == Mistake::kOtherWarpgroupCpAsync) __syncthreads();
   if (kMistake == Mistake::kMismatchedWait && t >= 64) wgmma_wait_group(1);
   else wgmma_wait_group(0);
@@ -350,12 +416,20 @@ TEST(SimtWgmma, ReportsCpAsyncIntoTileAnInFlightWgmmaReads) {
 TEST(SimtWgmma, ReportsTileReadBeforeItsCpAsyncLandedAndWasFenced) {
   // Thread 9 copies chunk 9 (atom row 1, physical chunk 1 = logical chunk 0: B[0..7][1]).
   const std::string error = run_mistake<Mistake::kNone>(128, 1, 9);
-  EXPECT_HAS(error, "wgmma reads shared memory written by cp.async without fence.proxy.async");
+  EXPECT_HAS(error, "wgmma reads shared memory written by cp.async or st.shared without fence.proxy.async");
   EXPECT_HAS(error, "written by thread 9;");
   EXPECT_EQ(run_mistake<Mistake::kNone>(128, 1, 5), "") << "thread 5's unfenced chunk is not part of B";
   const std::string in_flight = run_mistake<Mistake::kReadCopyInFlight>();
   EXPECT_HAS(in_flight, "wgmma reads shared memory that a cp.async still in flight writes");
   EXPECT_HAS(in_flight, "issued by thread 9;");
+}
+
+TEST(SimtWgmma, ReportsStSharedWithoutProxyFenceOrIntoInFlightTiles) {
+  const std::string unfenced = run_mistake<Mistake::kStoreUnfenced>();
+  EXPECT_HAS(unfenced, "wgmma reads shared memory written by cp.async or st.shared without fence.proxy.async");
+  EXPECT_HAS(unfenced, "written by thread 9;");
+  EXPECT_EQ(run_mistake<Mistake::kStoreFenced>(), "");
+  EXPECT_HAS(run_mistake<Mistake::kStoreIntoInFlight>(), "st.shared overwrites shared memory that an in-flight wgmma");
 }
 
 TEST(SimtWgmma, ReportsWarpgroupCollectiveMistakes) {
