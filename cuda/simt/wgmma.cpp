@@ -157,8 +157,9 @@ void issue_compute(void* const* raw, int first) {
       device_trap(detail::concat("wgmma.mma_async: threads ", first, " and ", first + t,
                                  " of one warpgroup disagree on scale-d (accumulate)"));
   }
-  std::vector<uint32_t> chunks;
-  chunks.reserve(16 * 128 + 64 * 16);
+  // Reused scratch, not a local: a trap below abandons this frame without running destructors.
+  static thread_local std::vector<uint32_t> chunks;
+  chunks.clear();
   double A[64][16], B[16][128];
   for (int k = 0; k < 16; ++k)
     for (int n = 0; n < lead.n; ++n) B[k][n] = read_operand("B", lead.desc, lead.trans_b, lead.bf16, k, n, chunks);
@@ -182,7 +183,7 @@ void issue_compute(void* const* raw, int first) {
     op = blk.free_ops.back();
     blk.free_ops.pop_back();
   }
-  blk.ops[op].chunks = std::move(chunks);
+  blk.ops[op].chunks.assign(chunks.begin(), chunks.end());
   blk.ops[op].holders = kGroup;
   for (uint32_t ch : blk.ops[op].chunks) ++blk.reads[ch];
   multiply(args, A, B, op);

@@ -1,7 +1,7 @@
 // attention() and attention_varlen() on CUDA tensors, through the public ops: each case asserts
 // which kernel family ran (attention_path: decode / flash / simple) and compares forward and
-// backward with the CPU reference. bf16/f16 use flash-attention's criterion (error <= 2x, dq 3x,
-// that of the same computation done naively in the dtype, both against f64); f32 is held tight.
+// backward with the CPU reference. bf16/f16: the error of out, dq, dk and dv is at most 2x that of
+// the same computation done naively in the dtype, both against f64 (issue #6); f32 is held tight.
 // LLOCO_ATTENTION is re-read through reload_attention_mode(): every test starts from "auto"
 // (SetUp unsets it), so the suite does not depend on the caller's environment.
 #include <cstdlib>
@@ -92,7 +92,7 @@ void check_dense(const DenseCase& c, uint64_t seed) {
   const Grads exact = run_dense(d, mask, c.causal, DType::F64, cpu(), false);
   const Grads naive = run_dense(d, mask, c.causal, c.dt, cpu(), true);
   expect_near_exact(got.out, exact.out, naive.out, c.dt, 2, 2e-5, "out");
-  expect_near_exact(got.dq, exact.dq, naive.dq, c.dt, 3, 1e-4, "dq");
+  expect_near_exact(got.dq, exact.dq, naive.dq, c.dt, 2, 1e-4, "dq");
   expect_near_exact(got.dk, exact.dk, naive.dk, c.dt, 2, 1e-4, "dk");
   expect_near_exact(got.dv, exact.dv, naive.dv, c.dt, 2, 1e-4, "dv");
 }
@@ -162,7 +162,7 @@ void check_varlen(DType dt, int64_t D, bool causal, const char* path, uint64_t s
   const VarlenGrads exact = run_varlen(q, k, v, dout, cu_q, cu_k, causal, DType::F64, cpu(), true);
   const VarlenGrads naive = run_varlen(q, k, v, dout, cu_q, cu_k, causal, dt, cpu(), true);
   expect_near_exact(got.out, exact.out, naive.out, dt, 2, 2e-5, "out");
-  expect_near_exact(got.dq, exact.dq, naive.dq, dt, 3, 1e-4, "dq");
+  expect_near_exact(got.dq, exact.dq, naive.dq, dt, 2, 1e-4, "dq");
   expect_near_exact(got.dk, exact.dk, naive.dk, dt, 2, 1e-4, "dk");
   expect_near_exact(got.dv, exact.dv, naive.dv, dt, 2, 1e-4, "dv");
   // Rows outside every sequence: exactly 0 in out and in every gradient.

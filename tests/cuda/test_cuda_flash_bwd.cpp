@@ -1,9 +1,9 @@
-// Flash-attention backward kernel (launch_flash_bwd) against the f64 CPU reference, judged the way
-// flash-attention judges its kernels: err(kernel) <= 3x (dq) or 2x (dk, dv) the error of a naive
-// same-dtype composed computation, + 1e-4. The forward's out and lse come from the f64 reference
-// (out cast to the dtype), so this suite does not depend on the forward kernel. Outputs start as
-// NaN and the workspace as garbage (0xff bytes = NaN), so unwritten elements fail. Every case runs
-// each main kernel this build and device have: mma.sync everywhere, wgmma on sm_90a + H100.
+// Flash-attention backward kernel (launch_flash_bwd) against the f64 CPU reference: err(kernel) <= 2x
+// the error of a naive same-dtype composed computation, + 1e-4, for dq, dk and dv (both kernels
+// measure about 1.1x at worst on the simt executor). The forward's out and lse come from the f64
+// reference (out cast to the dtype), so this suite does not depend on the forward kernel. Outputs
+// start as NaN and the workspace as garbage (0xff bytes = NaN), so unwritten elements fail. Every
+// case runs each main kernel this build and device have: mma.sync everywhere, wgmma on sm_90a + H100.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -85,7 +85,7 @@ void expect_grads_close(const Grads& got, const AttnOutputs& exact, const Grads&
   const double dq_ref = max_abs_err(naive.dq, exact.dq.narrow(2, Tq - rows, rows));
   const double dk_ref = max_abs_err(naive.dk, exact.dk), dv_ref = max_abs_err(naive.dv, exact.dv);
   ASSERT_TRUE(std::isfinite(dq_ref) && std::isfinite(dk_ref) && std::isfinite(dv_ref)) << what << " naive run";
-  EXPECT_LE(max_abs_err(got.dq, exact.dq), 3 * dq_ref + 1e-4) << what << " dq (naive error " << dq_ref << ")";
+  EXPECT_LE(max_abs_err(got.dq, exact.dq), 2 * dq_ref + 1e-4) << what << " dq (naive error " << dq_ref << ")";
   EXPECT_LE(max_abs_err(got.dk, exact.dk), 2 * dk_ref + 1e-4) << what << " dk (naive error " << dk_ref << ")";
   EXPECT_LE(max_abs_err(got.dv, exact.dv), 2 * dv_ref + 1e-4) << what << " dv (naive error " << dv_ref << ")";
 }
