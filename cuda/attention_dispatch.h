@@ -8,6 +8,9 @@
 // LLOCO_ATTENTION=simple|flash|auto (read once; default auto) forces a family for debugging and
 // benchmarks: "simple" always takes the reference kernels, "flash" takes decode or flash and throws,
 // naming the reason, on a problem neither supports.
+// LLOCO_FLASH_KERNEL=mma|wgmma|auto (read once; default auto) picks the tensor-core kernels of the
+// "flash" path: mma.sync (sm_80+) or wgmma (sm_90a builds on compute capability 9.0; forcing it
+// elsewhere makes the call throw, naming the requirement); auto takes wgmma where it runs.
 #pragma once
 #include "core/backend.h"
 
@@ -20,7 +23,12 @@ const char* attention_path(const TensorRef& q, const TensorRef& k, const TensorR
 // The same for attention_varlen with packed q [Nq, Hq, D], k [Nk, Hkv, D]: "flash" or "simple".
 const char* attention_varlen_path(const TensorRef& q, const TensorRef& k, bool backward);
 
-// Test hook: re-read LLOCO_ATTENTION (after setenv), instead of keeping the first value read.
+// The tensor-core kernels the "flash" path launches now (LLOCO_FLASH_KERNEL and the device):
+// "wgmma" or "mma.sync" (forward and backward choose alike).
+const char* flash_kernel_name();
+
+// Test hook: re-read LLOCO_ATTENTION and LLOCO_FLASH_KERNEL (after setenv), instead of keeping the
+// first values read.
 void reload_attention_mode();
 
 }  // namespace lloco

@@ -46,6 +46,27 @@ Mode mode() {
   return static_cast<Mode>(m);
 }
 
+// LLOCO_FLASH_KERNEL: FlashParams::fwd_kernel / FlashBwdParams::bwd_kernel for the flash path.
+std::atomic<int> g_flash_kernel{-1};  // -1: not read yet; else 0 auto, 1 mma.sync, 2 wgmma
+
+int read_flash_kernel() {
+  const char* env = std::getenv("LLOCO_FLASH_KERNEL");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "auto") return 0;
+  if (v == "mma") return 1;
+  if (v == "wgmma") return 2;
+  LLOCO_FAIL("attention", "LLOCO_FLASH_KERNEL must be mma, wgmma or auto, got '", v, "'");
+}
+
+int flash_kernel() {
+  int k = g_flash_kernel.load(std::memory_order_relaxed);
+  if (k < 0) {
+    k = read_flash_kernel();
+    g_flash_kernel.store(k, std::memory_order_relaxed);
+  }
+  return k;
+}
+
 const char* path_name(Path p) { return p == Path::Decode ? "decode" : (p == Path::Flash ? "flash" : "simple"); }
 
 // `layout_ok`: every operand has a contiguous head dim and lse is f32 with unit row stride (what
@@ -129,6 +150,7 @@ void set_scale(FlashParams& fp, const AttentionParams& p) {
   fp.scale = static_cast<float>(p.scale);
   fp.scale_log2 = static_cast<float>(p.scale * 1.4426950408889634);
   fp.causal = p.causal;
+  fp.fwd_kernel = flash_kernel();
 }
 
 // [B, H, T, D] views (out/lse may be empty refs when only the path is asked for).
@@ -174,6 +196,7 @@ void fill_bwd_params(FlashBwdParams& bp, const TensorRef& dq, const TensorRef& d
     rs = stride_of(t, row_dim);
     hs = stride_of(t, head_dim_axis);
   };
+  bp.bwd_kernel = flash_kernel();
   bp.dout = dout.data;
   strides(dout, bp.do_batch_stride, bp.do_row_stride, bp.do_head_stride);
   bp.dq = dq.data;
@@ -282,7 +305,10 @@ bool row_major(const TensorRef& t) {
 
 }  // namespace
 
-void reload_attention_mode() { g_mode.store(static_cast<int>(read_mode()), std::memory_order_relaxed); }
+void reload_attention_mode() {
+  g_mode.store(static_cast<int>(read_mode()), std::memory_order_relaxed);
+  g_flash_kernel.store(read_flash_kernel(), std::memory_order_relaxed);
+}
 
 const char* attention_path(const TensorRef& q, const TensorRef& k, const TensorRef& mask, bool backward) {
   check_rank(q, 4, "attention", "q");
@@ -294,6 +320,8 @@ const char* attention_path(const TensorRef& q, const TensorRef& k, const TensorR
   return path_name(choose_path(bp, q.dtype, mask.data != nullptr, layout, backward, false, "attention",
                                backward ? &bp : nullptr));
 }
+
+const char* flash_kernel_name() { return flash_uses_wgmma(flash_kernel()) ? "wgmma" : "mma.sync"; }
 
 const char* attention_varlen_path(const TensorRef& q, const TensorRef& k, bool backward) {
   check_rank(q, 3, "attention_varlen", "q");

@@ -9,7 +9,8 @@
 // Decode: one query row per sequence against a KV cache of Tk = 4k / 32k / 128k positions, 32 query
 // heads of dim 128, 32 or 8 kv heads (MHA, GQA 4), batch 1 and 8. GB/s counts the K and V bytes,
 // next to a same-run device-to-device cudaMemcpy (frac_memcpy).
-// Each benchmark's label names the kernel family the op dispatched to (cuda/attention_dispatch.h).
+// Each benchmark's label names the kernel family the op dispatched to (cuda/attention_dispatch.h)
+// and, for "flash", its kernels: path=flash(wgmma) or path=flash(mma.sync); LLOCO_FLASH_KERNEL picks.
 //
 // Kernels: the flash forward and backward launchers called directly on the sweep shapes with each
 // kernel forced (forward: mma.sync with 64- / 128-row query tiles, wgmma; backward: mma.sync, wgmma)
@@ -43,7 +44,9 @@ Tensor bhsd(int64_t b, int64_t s, int64_t h, int64_t d, uint64_t seed) {
 }
 
 std::string path_label(const Tensor& q, const Tensor& k, bool backward) {
-  std::string label = std::string("path=") + attention_path(to_ref(q), to_ref(k), TensorRef{}, false);
+  const char* fwd = attention_path(to_ref(q), to_ref(k), TensorRef{}, false);
+  std::string label = std::string("path=") + fwd;
+  if (std::string(fwd) == "flash") label += std::string("(") + flash_kernel_name() + ")";
   if (backward) label += std::string("+bwd:") + attention_path(to_ref(q), to_ref(k), TensorRef{}, true);
   return label;
 }

@@ -75,6 +75,9 @@ void launch_flash_fwd(const FlashParams& p, cudaStream_t stream);
 // The Hopper kernels on wgmma (flash_fwd_sm90.cu, flash_bwd_sm90.cu) run when the build has sm_90a
 // code (LLOCO_CUDA_ARCHS with 90a) and the current device is compute capability 9.0.
 bool flash_wgmma_available();
+// Whether a fwd_kernel / bwd_kernel choice (0 automatic, 1 mma.sync, 2 wgmma) runs the wgmma kernel:
+// the one rule launch_flash_fwd, launch_flash_bwd and the attention dispatch report share.
+bool flash_uses_wgmma(int kernel_choice);
 // The wgmma forward. Same contract as launch_flash_fwd, whose checks it relies on (launch_flash_fwd
 // routes to it).
 void launch_flash_fwd_sm90(const FlashParams& p, cudaStream_t stream);

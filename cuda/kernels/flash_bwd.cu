@@ -87,7 +87,7 @@ void run_flash_bwd(const FlashBwdParams& p, float* dq_accum, float* delta, cudaS
     LLOCO_LAUNCH(grid, kRowWarps * 32, 0, stream, flash_bwd_prep_kernel<T, kD>)(p, dq_accum, delta);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd prep");
   }
-  const bool wgmma = p.bwd_kernel == 2 || (p.bwd_kernel == 0 && flash_wgmma_available());
+  const bool wgmma = flash_uses_wgmma(p.bwd_kernel);
   if (p.seqlen_k > 0 && wgmma) {
     launch_flash_bwd_main_sm90(p, dq_accum, delta, stream);
     CUDA_LAUNCH_CHECK(stream, "flash_bwd main (wgmma)");

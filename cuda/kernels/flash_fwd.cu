@@ -450,7 +450,7 @@ void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
   LLOCO_CHECK(p.fwd_kernel >= 0 && p.fwd_kernel <= 2, "flash_fwd", "fwd_kernel ", p.fwd_kernel,
               " must be 0 (auto), 1 (mma.sync) or 2 (wgmma)");
   if (p.batch == 0 || p.seqlen_q == 0) return;
-  if (p.fwd_kernel == 2 || (p.fwd_kernel == 0 && flash_wgmma_available())) {
+  if (flash_uses_wgmma(p.fwd_kernel)) {
     launch_flash_fwd_sm90(p, stream);
     CUDA_LAUNCH_CHECK(stream, "flash_fwd_sm90");
     return;

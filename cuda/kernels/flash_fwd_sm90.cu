@@ -335,6 +335,10 @@ bool flash_wgmma_available() {
 #endif
 }
 
+bool flash_uses_wgmma(int kernel_choice) {
+  return kernel_choice == 2 || (kernel_choice == 0 && flash_wgmma_available());
+}
+
 void launch_flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
   LLOCO_CHECK(flash_wgmma_available(), "flash_fwd", "the wgmma forward needs an sm_90a build (LLOCO_CUDA_ARCHS ",
               "with 90a) and a compute capability 9.0 device");

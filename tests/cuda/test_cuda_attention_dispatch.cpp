@@ -2,8 +2,8 @@
 // which kernel family ran (attention_path: decode / flash / simple) and compares forward and
 // backward with the CPU reference. bf16/f16: the error of out, dq, dk and dv is at most 2x that of
 // the same computation done naively in the dtype, both against f64 (issue #6); f32 is held tight.
-// LLOCO_ATTENTION is re-read through reload_attention_mode(): every test starts from "auto"
-// (SetUp unsets it), so the suite does not depend on the caller's environment.
+// LLOCO_ATTENTION and LLOCO_FLASH_KERNEL are re-read through reload_attention_mode(): every test
+// starts from "auto" (SetUp unsets them), so the suite does not depend on the caller's environment.
 #include <cstdlib>
 #include <functional>
 #include <limits>
@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "cuda/attention_dispatch.h"
+#include "cuda/kernels/flash.h"
 #include "tests/cuda/attention_ref.h"
 #include "tests/cuda/cuda_test_util.h"
 
@@ -25,10 +26,12 @@ class AttentionDispatchTest : public CudaTest {
     CudaTest::SetUp();
     if (IsSkipped()) return;
     unsetenv("LLOCO_ATTENTION");
+    unsetenv("LLOCO_FLASH_KERNEL");
     reload_attention_mode();
   }
   void TearDown() override {
     unsetenv("LLOCO_ATTENTION");
+    unsetenv("LLOCO_FLASH_KERNEL");
     reload_attention_mode();
   }
 };
@@ -230,6 +233,38 @@ TEST_F(AttentionDispatchTest, EnvironmentOverride) {
   setenv("LLOCO_ATTENTION", "fastest", 1);
   const std::string bad = error_of([] { reload_attention_mode(); });
   EXPECT_NE(bad.find("fastest"), std::string::npos) << bad;
+}
+
+// LLOCO_FLASH_KERNEL forces the flash path's kernels: each one, forward and backward through the
+// op, within the bf16 criterion; wgmma where it cannot run fails naming why; bad values are rejected.
+TEST_F(AttentionDispatchTest, FlashKernelOverride) {
+  const AttnShape s{1, 4, 2, 200, 200, 128, true};
+  const AttnData d = random_attention_data(s, DType::BF16, 78);
+  const Grads exact = run_dense(d, Tensor(), true, DType::F64, lloco::cpu(), false);
+  const Grads naive = run_dense(d, Tensor(), true, DType::BF16, lloco::cpu(), true);
+  for (const char* kernel : {"mma", "wgmma"}) {
+    SCOPED_TRACE(kernel);
+    setenv("LLOCO_FLASH_KERNEL", kernel, 1);
+    reload_attention_mode();
+    ASSERT_STREQ(attention_path(to_ref(d.q.to(cuda())), to_ref(d.k.to(cuda())), TensorRef{}, true), "flash");
+    EXPECT_STREQ(flash_kernel_name(), std::string(kernel) == "mma" ? "mma.sync" : "wgmma");
+    if (std::string(kernel) == "wgmma" && !cuda_kernels::flash_wgmma_available()) {
+      const std::string msg = error_of([&] { run_dense(d, Tensor(), true, DType::BF16, cuda(), false); });
+      EXPECT_NE(msg.find("sm_90a"), std::string::npos) << msg;
+      continue;
+    }
+    const Grads got = run_dense(d, Tensor(), true, DType::BF16, cuda(), false);
+    expect_near_exact(got.out, exact.out, naive.out, DType::BF16, 2, 0, "out");
+    expect_near_exact(got.dq, exact.dq, naive.dq, DType::BF16, 2, 0, "dq");
+    expect_near_exact(got.dk, exact.dk, naive.dk, DType::BF16, 2, 0, "dk");
+    expect_near_exact(got.dv, exact.dv, naive.dv, DType::BF16, 2, 0, "dv");
+  }
+  unsetenv("LLOCO_FLASH_KERNEL");
+  reload_attention_mode();
+  EXPECT_STREQ(flash_kernel_name(), cuda_kernels::flash_wgmma_available() ? "wgmma" : "mma.sync") << "auto";
+  setenv("LLOCO_FLASH_KERNEL", "tensor", 1);
+  const std::string bad = error_of([] { reload_attention_mode(); });
+  EXPECT_NE(bad.find("LLOCO_FLASH_KERNEL must be mma, wgmma or auto, got 'tensor'"), std::string::npos) << bad;
 }
 
 }  // namespace
