@@ -330,7 +330,8 @@ const char* attention_varlen_path(const TensorRef& q, const TensorRef& k, bool b
   vp.max_q = q.shape[0];
   vp.max_k = k.shape[0];
   FlashBwdParams bp;
-  static_cast<FlashParams&>(bp) = varlen_params(q, k, k, q, TensorRef{}, TensorRef{}, TensorRef{}, vp, AttentionParams{});
+  static_cast<FlashParams&>(bp) =
+      varlen_params(q, k, k, q, TensorRef{}, TensorRef{}, TensorRef{}, vp, AttentionParams{});
   fill_bwd_params(bp, q, k, k, q, 0, 1);
   return path_name(choose_path(bp, q.dtype, false, heads_contiguous(q, k), backward, true, "attention_varlen",
                                backward ? &bp : nullptr));

@@ -118,9 +118,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
 
   auto load_kv = [&](int j) {
     const int n0 = j * kBlockN;
-    load_tile_sw128<kBlockN, kD, kThreads>(s_k + (j % kKStages) * kBlockN * kD, g_k + n0 * p.k_row_stride, p.k_row_stride,
+    load_tile_sw128<kBlockN, kD, kThreads>(s_k + (j % kKStages) * kBlockN * kD, g_k + n0 * p.k_row_stride,
+                                           p.k_row_stride,
                                  len_k - n0, tid);
-    load_tile_sw128<kBlockN, kD, kThreads>(s_v + (j % kVStages) * kBlockN * kD, g_v + n0 * p.v_row_stride, p.v_row_stride,
+    load_tile_sw128<kBlockN, kD, kThreads>(s_v + (j % kVStages) * kBlockN * kD, g_v + n0 * p.v_row_stride,
+                                           p.v_row_stride,
                                  len_k - n0, tid);
   };
   load_q_tile<kD>(s_q, g_q, p.q_row_stride, len_q - m0, tid);
@@ -263,7 +265,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int row = warp_row + lane / 4 + 8 * r, col = t * 8 + (lane % 4) * 2;
-      *reinterpret_cast<uint32_t*>(s_q + Tile::offset(row, col)) = pack2<T>(acc_o[4 * t + 2 * r], acc_o[4 * t + 2 * r + 1]);
+      *reinterpret_cast<uint32_t*>(s_q + Tile::offset(row, col)) =
+          pack2<T>(acc_o[4 * t + 2 * r], acc_o[4 * t + 2 * r + 1]);
     }
   __syncwarp();
   constexpr int kStoreIters = 16 * Tile::kChunks / 32;

@@ -34,7 +34,8 @@ const char* issue_name(int n, bool bf16, int a_layout, bool trans_b) {  // a_lay
       for (int b = 0; b < 2; ++b)
         for (int al = 0; al < 3; ++al)
           for (int tb = 0; tb < 2; ++tb)
-            names.push_back(std::string("wgmma.mma_async.m64n") + (n128 ? "128" : "64") + "k16." + (b ? "bf16" : "f16") +
+            names.push_back(std::string("wgmma.mma_async.m64n") + (n128 ? "128" : "64") + "k16." +
+                            (b ? "bf16" : "f16") +
                             (al == 0 ? " (A in registers, " : al == 1 ? " (K-major A, " : " (M-major A, ") +
                             (tb ? "N-major B)" : "K-major B)"));
     return names;
@@ -104,8 +105,8 @@ void check_chunk_ready(const WgmmaBlock& blk, uint32_t chunk) {
     const auto& list = wgmma_thread(t).unfenced;
     if (std::find(list.begin(), list.end(), chunk) != list.end()) writer = t;
   }
-  device_trap(detail::concat("wgmma reads shared memory written by cp.async or st.shared without fence.proxy.async (16 bytes at "
-                             "shared address ",
+  device_trap(detail::concat("wgmma reads shared memory written by cp.async or st.shared without fence.proxy.async "
+                             "(16 bytes at shared address ",
                              chunk * 16, ", written by thread ", writer,
                              "; each writer fences before the barrier that publishes the tile)"));
 }

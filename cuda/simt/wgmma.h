@@ -1,8 +1,8 @@
 // simt emulation of the Hopper warpgroup MMA that flash_wgmma.cuh issues as inline PTX:
 // wgmma.mma_async.sync.aligned.m64n{64,128}k16.f32.{bf16,f16} with A in registers or in shared
 // memory (K-major or M-major) and B in shared memory (128-byte-swizzle descriptors), wgmma.fence /
-// commit_group / wait_group, and fence.proxy.async. The layouts follow the PTX ISA ("Asynchronous Warpgroup Level Matrix
-// Instructions"), written independently of the kernel wrappers' comments.
+// commit_group / wait_group, and fence.proxy.async. The layouts follow the PTX ISA ("Asynchronous
+// Warpgroup Level Matrix Instructions"), written independently of the kernel wrappers' comments.
 //
 // The asynchrony is modelled so that protocol mistakes show: a wgmma computes when the warpgroup's
 // last thread issues it (reading shared memory then), but its result reaches the accumulators only

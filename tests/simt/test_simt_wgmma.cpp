@@ -225,7 +225,8 @@ void check_ss_chain(const Tile& a, bool trans_a, const Tile& b, bool trans_b, bo
       double want = accumulate ? C[i * N + j] : 0.0;
       for (int s = 0; s < steps; ++s)
         for (int k = 0; k < 16; ++k) want += a.B[s][k * 64 + i] * b.B[s][k * N + j];
-      ASSERT_EQ(D[i * N + j], want) << "D[" << i << "][" << j << "], N = " << N << (trans_a ? " M-major A" : " K-major A")
+      ASSERT_EQ(D[i * N + j], want) << "D[" << i << "][" << j << "], N = " << N
+                                    << (trans_a ? " M-major A" : " K-major A")
                                     << (trans_b ? ", N-major B" : ", K-major B");
     }
 }
