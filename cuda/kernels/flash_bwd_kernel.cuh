@@ -129,6 +129,42 @@ __device__ __forceinline__ int64_t seq_base(const FlashBwdParams& p, int b, int6
   return p.cu_seqlens_q ? row0 * row_stride : b * batch_stride;
 }
 
+// The work of one backward CTA (key tile n0 of kv head hk, sequence b): iteration `it` visits query
+// head head(it) and the query tile starting at row m0(it); the group's heads outer, inner the tiles
+// that can see the keys (under causal masking the earlier ones see none and are skipped).
+template <int kBlockM>
+struct BwdWalk {
+  SeqInfo s;
+  int hk, group, causal_off, m_first, tiles_per_head, n_iter;
+  const float* lse;  // sequence b's lse: add h * lse_head_stride + row
+
+  __device__ BwdWalk(const FlashBwdParams& p, int b, int hk_, int n0) : s(seq_info(p, b)), hk(hk_) {
+    group = p.heads_q / p.heads_kv;
+    causal_off = s.seq_k - s.seq_q;  // query i sees key j iff j <= i + causal_off
+    const int m_tiles = (s.seq_q + kBlockM - 1) / kBlockM;
+    // The first query that sees key n0 is n0 - causal_off; earlier tiles are fully masked.
+    m_first = p.causal ? min(max(n0 - causal_off, 0) / kBlockM, m_tiles) : 0;
+    tiles_per_head = m_tiles - m_first;
+    n_iter = group * tiles_per_head;
+    lse = p.lse + b * p.lse_batch_stride + (p.cu_seqlens_q ? s.q_row0 : 0);
+  }
+  __device__ int head(int it) const { return hk * group + it / tiles_per_head; }
+  __device__ int m0(int it) const { return (m_first + it % tiles_per_head) * kBlockM; }
+  // Row r of tile it: lse in log2 units, +inf for padding rows and rows that see no key (lse = -inf),
+  // so P = 0 there; and delta = dot(dout, out) (delta: [heads_q, total_q]).
+  __device__ void row_stats(const FlashBwdParams& p, const float* delta, int it, int r, float& lse2,
+                            float& dlt) const {
+    lse2 = __int_as_float(0x7f800000);
+    dlt = 0.f;
+    const int h = head(it), row = m0(it) + r;
+    if (r < kBlockM && row < s.seq_q) {
+      const float l = lse[h * p.lse_head_stride + row];
+      if (l != __int_as_float(0xff800000)) lse2 = l * 1.4426950408889634f;
+      dlt = delta[h * p.total_q + s.q_row0 + row];
+    }
+  }
+};
+
 // dq_accum: [total_q, heads_q, D] f32 (zeroed, summed here, unscaled); delta: [heads_q, total_q].
 template <typename T, int kD>
 __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
@@ -136,7 +172,6 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
   using Tr = BwdTraits<kD>;
   constexpr int kN = Tr::kBlockN, kM = Tr::kBlockM, kThreads = Tr::kThreads;
   using Ds = SwizzledTile<kM>;
-  constexpr float kLog2e = 1.4426950408889634f;
   LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 128);
   T* sK = reinterpret_cast<T*>(smem_raw);
   T* sV = sK + Tr::kKVElems;
@@ -148,15 +183,10 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
   const int hk = blockIdx.x, b = blockIdx.y, n0 = blockIdx.z * kN;
-  const SeqInfo s = seq_info(p, b);
+  const BwdWalk<kM> w(p, b, hk, n0);
+  const SeqInfo& s = w.s;
   if (n0 >= s.seq_k) return;  // varlen: this sequence is shorter than the longest one
-  const int group = p.heads_q / p.heads_kv;
-  const int causal_off = s.seq_k - s.seq_q;  // query i sees key j iff j <= i + causal_off
-  const int m_tiles = (s.seq_q + kM - 1) / kM;
-  // The first query that sees key n0 is n0 - causal_off; earlier tiles are fully masked.
-  const int m_first = p.causal ? min(max(n0 - causal_off, 0) / kM, m_tiles) : 0;
-  const int tiles_per_head = m_tiles - m_first;
-  const int n_iter = group * tiles_per_head;
+  const int n_iter = w.n_iter, causal_off = w.causal_off;
 
   const T* q = static_cast<const T*>(p.q) + seq_base(p, b, s.q_row0, p.q_batch_stride, p.q_row_stride);
   const T* dout = static_cast<const T*>(p.dout) + seq_base(p, b, s.q_row0, p.do_batch_stride, p.do_row_stride);
@@ -164,28 +194,14 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
                hk * p.k_head_stride + n0 * p.k_row_stride;
   const T* v = static_cast<const T*>(p.v) + seq_base(p, b, s.k_row0, p.v_batch_stride, p.v_row_stride) +
                hk * p.v_head_stride + n0 * p.v_row_stride;
-  const float* lse = p.lse + b * p.lse_batch_stride + (p.cu_seqlens_q ? s.q_row0 : 0);
   const int keys_valid = min(kN, s.seq_k - n0);
 
-  auto head_of = [&](int it) { return hk * group + it / tiles_per_head; };
-  auto m0_of = [&](int it) { return (m_first + it % tiles_per_head) * kM; };
   auto load_q_do = [&](int it, int stage) {
-    const int h = head_of(it), m0 = m0_of(it), rows = min(kM, s.seq_q - m0);
+    const int h = w.head(it), m0 = w.m0(it), rows = min(kM, s.seq_q - m0);
     load_tile<kM, kD, kThreads>(sQ + stage * Tr::kQElems, q + h * p.q_head_stride + m0 * p.q_row_stride,
                                 p.q_row_stride, rows, tid);
     load_tile<kM, kD, kThreads>(sdO + stage * Tr::kQElems, dout + h * p.do_head_stride + m0 * p.do_row_stride,
                                 p.do_row_stride, rows, tid);
-  };
-  // lse in log2 units, +inf for padding rows and rows that see no key (lse = -inf): P = 0 there.
-  auto load_row_stats = [&](int it, float& lse2, float& dlt) {
-    lse2 = __int_as_float(0x7f800000);
-    dlt = 0.f;
-    const int h = head_of(it), row = m0_of(it) + tid;
-    if (tid < kM && row < s.seq_q) {
-      const float l = lse[h * p.lse_head_stride + row];
-      if (l != __int_as_float(0xff800000)) lse2 = l * kLog2e;
-      dlt = delta[h * p.total_q + s.q_row0 + row];
-    }
   };
 
   if (n_iter > 0) {  // else no query sees these keys: dK = dV = 0
@@ -193,7 +209,7 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
     load_tile<kN, kD, kThreads>(sV, v, p.v_row_stride, keys_valid, tid);
     load_q_do(0, 0);
     float lse2, dlt;
-    load_row_stats(0, lse2, dlt);
+    w.row_stats(p, delta, 0, tid, lse2, dlt);
     if (tid < kM) {
       s_lse[tid] = lse2;
       s_delta[tid] = dlt;
@@ -211,13 +227,13 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
   // This lane's dS^T fragment slot: row 16 * warp + g, column pair 2c of n-tile nt at ds_at ^ (nt << 4).
   const uint32_t ds_at = static_cast<uint32_t>(Ds::offset(warp * 16 + g, 2 * c) * 2);
   for (int it = 0; it < n_iter; ++it) {
-    const int stage = it & 1, h = head_of(it), m0 = m0_of(it);
+    const int stage = it & 1, h = w.head(it), m0 = w.m0(it);
     cp_async_wait<0>();
     __syncthreads();  // tile `it` visible; every warp is done with iteration it - 1 (its stage and dS)
     float next_lse2 = 0.f, next_delta = 0.f;
     if (it + 1 < n_iter) {
       load_q_do(it + 1, stage ^ 1);
-      load_row_stats(it + 1, next_lse2, next_delta);
+      w.row_stats(p, delta, it + 1, tid, next_lse2, next_delta);
     }
     cp_async_commit();
     const uint32_t uQ = flash::smem_addr(sQ + stage * Tr::kQElems), udO = flash::smem_addr(sdO + stage * Tr::kQElems);

@@ -39,8 +39,8 @@ namespace {
 
 using namespace flash;
 using flash_bwd::atomic_add_pair;
+using flash_bwd::BwdWalk;
 using flash_bwd::seq_base;
-using flash_bwd::seq_info;
 using flash_bwd::SeqInfo;
 
 constexpr int kThreads = 256;  // 2 warpgroups
@@ -61,7 +61,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     flash_bwd_sm90_kernel(const FlashBwdParams p, float* __restrict__ dq_accum, const float* __restrict__ delta) {
 #if defined(LLOCO_HAS_WGMMA)
   using Smem = Sm90BwdSmem<kD>;
-  constexpr float kLog2e = 1.4426950408889634f;
   constexpr int kSlices = kBlockM / 16;  // 16-query A fragments of P^T and dS^T
   LLOCO_DYNAMIC_SMEM(unsigned char, smem_raw, 1024);
   T* sK = reinterpret_cast<T*>(smem_raw);
@@ -76,14 +75,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wg = warp / 4, wg_warp = warp % 4;
   const int g = lane / 4, c = lane % 4;
   const int hk = blockIdx.x, b = blockIdx.y, n0 = blockIdx.z * kBlockN;
-  const SeqInfo s = seq_info(p, b);
+  const BwdWalk<kBlockM> w(p, b, hk, n0);
+  const SeqInfo& s = w.s;
   if (n0 >= s.seq_k) return;  // varlen: this sequence is shorter than the longest one
-  const int group = p.heads_q / p.heads_kv;
-  const int causal_off = s.seq_k - s.seq_q;  // query i sees key j iff j <= i + causal_off
-  const int m_tiles = (s.seq_q + kBlockM - 1) / kBlockM;
-  const int m_first = p.causal ? min(max(n0 - causal_off, 0) / kBlockM, m_tiles) : 0;
-  const int tiles_per_head = m_tiles - m_first;
-  const int n_iter = group * tiles_per_head;
+  const int n_iter = w.n_iter, causal_off = w.causal_off;
 
   const T* q = static_cast<const T*>(p.q) + seq_base(p, b, s.q_row0, p.q_batch_stride, p.q_row_stride);
   const T* dout = static_cast<const T*>(p.dout) + seq_base(p, b, s.q_row0, p.do_batch_stride, p.do_row_stride);
@@ -91,28 +86,14 @@ __global__ void __launch_bounds__(kThreads, 1)
                hk * p.k_head_stride + n0 * p.k_row_stride;
   const T* v = static_cast<const T*>(p.v) + seq_base(p, b, s.k_row0, p.v_batch_stride, p.v_row_stride) +
                hk * p.v_head_stride + n0 * p.v_row_stride;
-  const float* lse = p.lse + b * p.lse_batch_stride + (p.cu_seqlens_q ? s.q_row0 : 0);
 
-  auto head_of = [&](int it) { return hk * group + it / tiles_per_head; };
-  auto m0_of = [&](int it) { return (m_first + it % tiles_per_head) * kBlockM; };
   auto load_q_do = [&](int it, int stage) {
-    const int h = head_of(it), m0 = m0_of(it), rows = min(kBlockM, s.seq_q - m0);
+    const int h = w.head(it), m0 = w.m0(it), rows = min(kBlockM, s.seq_q - m0);
     load_tile_sw128<kBlockM, kD, kThreads>(sQ + stage * kBlockM * kD, q + h * p.q_head_stride + m0 * p.q_row_stride,
                                            p.q_row_stride, rows, tid);
     load_tile_sw128<kBlockM, kD, kThreads>(sdO + stage * kBlockM * kD,
                                            dout + h * p.do_head_stride + m0 * p.do_row_stride, p.do_row_stride,
                                            rows, tid);
-  };
-  // lse in log2 units, +inf for padding rows and rows that see no key (lse = -inf): P = 0 there.
-  auto load_row_stats = [&](int it, float& lse2, float& dlt) {
-    lse2 = __int_as_float(0x7f800000);
-    dlt = 0.f;
-    const int h = head_of(it), row = m0_of(it) + tid;
-    if (tid < kBlockM && row < s.seq_q) {
-      const float l = lse[h * p.lse_head_stride + row];
-      if (l != __int_as_float(0xff800000)) lse2 = l * kLog2e;
-      dlt = delta[h * p.total_q + s.q_row0 + row];
-    }
   };
 
   if (n_iter > 0) {  // else no query sees these keys: dK = dV = 0
@@ -121,7 +102,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     load_tile_sw128<kBlockN, kD, kThreads>(sV, v, p.v_row_stride, keys_valid, tid);
     load_q_do(0, 0);
     float lse2, dlt;
-    load_row_stats(0, lse2, dlt);
+    w.row_stats(p, delta, 0, tid, lse2, dlt);
     if (tid < kBlockM) {
       s_lse[tid] = lse2;
       s_delta[tid] = dlt;
@@ -138,14 +119,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t u_q0 = smem_addr(sQ), u_do0 = smem_addr(sdO);
 
   for (int it = 0; it < n_iter; ++it) {
-    const int stage = it & 1, h = head_of(it), m0 = m0_of(it);
+    const int stage = it & 1, h = w.head(it), m0 = w.m0(it);
     cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();  // tile `it` visible to both proxies; iteration it - 1 retired everywhere
     float next_lse2 = 0.f, next_delta = 0.f;
     if (it + 1 < n_iter) {
       load_q_do(it + 1, stage ^ 1);
-      load_row_stats(it + 1, next_lse2, next_delta);
+      w.row_stats(p, delta, it + 1, tid, next_lse2, next_delta);
     }
     cp_async_commit();
     // Opaque bases: each wgmma's descriptor is rebuilt from them next to its use (a few integer ops)

@@ -92,31 +92,15 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
   const int h = blockIdx.y, b = blockIdx.z;
   const int hk = h / (p.heads_q / p.heads_kv);
 
-  int len_q = p.seqlen_q, len_k = p.seqlen_k;
-  int64_t q_off, k_off, v_off, o_off, lse_off;
-  if (p.cu_seqlens_q) {
-    const int q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
-    len_q = p.cu_seqlens_q[b + 1] - q0;
-    len_k = p.cu_seqlens_k[b + 1] - k0;
-    q_off = q0 * p.q_row_stride;
-    k_off = k0 * p.k_row_stride;
-    v_off = k0 * p.v_row_stride;
-    o_off = q0 * p.o_row_stride;
-    lse_off = q0;
-  } else {
-    q_off = b * p.q_batch_stride;
-    k_off = b * p.k_batch_stride;
-    v_off = b * p.v_batch_stride;
-    o_off = b * p.o_batch_stride;
-    lse_off = b * p.lse_batch_stride;
-  }
+  const FwdSeq seq = fwd_seq(p, b);
+  const int len_q = seq.len_q, len_k = seq.len_k;
   const int m0 = m_block * kBlockM;
   if (m0 >= len_q) return;  // varlen: this sequence is shorter than the longest one
-  const T* g_q = static_cast<const T*>(p.q) + q_off + h * p.q_head_stride + m0 * p.q_row_stride;
-  const T* g_k = static_cast<const T*>(p.k) + k_off + hk * p.k_head_stride;
-  const T* g_v = static_cast<const T*>(p.v) + v_off + hk * p.v_head_stride;
-  T* g_o = static_cast<T*>(p.o) + o_off + h * p.o_head_stride + m0 * p.o_row_stride;
-  float* g_lse = p.lse + lse_off + h * p.lse_head_stride + m0;
+  const T* g_q = static_cast<const T*>(p.q) + seq.q_off + h * p.q_head_stride + m0 * p.q_row_stride;
+  const T* g_k = static_cast<const T*>(p.k) + seq.k_off + hk * p.k_head_stride;
+  const T* g_v = static_cast<const T*>(p.v) + seq.v_off + hk * p.v_head_stride;
+  T* g_o = static_cast<T*>(p.o) + seq.o_off + h * p.o_head_stride + m0 * p.o_row_stride;
+  float* g_lse = p.lse + seq.lse_off + h * p.lse_head_stride + m0;
 
   // Bottom-right causal: query row i sees keys j <= i + shift. Key tiles past the last row's limit
   // are skipped entirely (possibly all of them: those rows get out = 0, lse = -inf).
@@ -323,15 +307,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FlashParams p
             pack2<T>(acc_o[mt][dt][2 * r], acc_o[mt][dt][2 * r + 1]);
       }
   __syncwarp();
-  constexpr int kStoreIters = kWarpRows * Tile::kChunks / 32;
-#pragma unroll
-  for (int it = 0; it < kStoreIters; ++it) {
-    const int i = lane + it * 32;
-    const int row = warp_row + i / Tile::kChunks, col = (i % Tile::kChunks) * 8;
-    if (m0 + row < len_q)
-      *reinterpret_cast<uint4*>(g_o + static_cast<int64_t>(row) * p.o_row_stride + col) =
-          *reinterpret_cast<const uint4*>(s_q + Tile::offset(row, col));
-  }
+  store_warp_rows<kD, kWarpRows>(g_o, p.o_row_stride, s_q, warp_row, len_q - m0, lane);
   if (lane % 4 == 0) {
 #pragma unroll
     for (int mt = 0; mt < kWarpM; ++mt)

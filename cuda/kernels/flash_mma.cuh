@@ -41,11 +41,45 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/kernels/flash.h"
+
 #if defined(LLOCO_SIMT)
 #include "cuda/simt/warp_ops.h"  // CPU emulation of the inline PTX below (CI without a GPU)
 #endif
 
 namespace lloco::cuda_kernels::flash {
+
+// ---- problem addressing ----------------------------------------------------------------------------
+
+// Sequence b of a forward problem: its lengths and the element offsets of its row 0 in q/k/v/o and
+// lse (varlen: packed rows from cu_seqlens; dense: the batch strides).
+struct FwdSeq {
+  int len_q, len_k;
+  int64_t q_off, k_off, v_off, o_off, lse_off;
+};
+
+__device__ __forceinline__ FwdSeq fwd_seq(const FlashParams& p, int b) {
+  FwdSeq r;
+  r.len_q = p.seqlen_q;
+  r.len_k = p.seqlen_k;
+  if (p.cu_seqlens_q) {
+    const int q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
+    r.len_q = p.cu_seqlens_q[b + 1] - q0;
+    r.len_k = p.cu_seqlens_k[b + 1] - k0;
+    r.q_off = q0 * p.q_row_stride;
+    r.k_off = k0 * p.k_row_stride;
+    r.v_off = k0 * p.v_row_stride;
+    r.o_off = q0 * p.o_row_stride;
+    r.lse_off = q0;
+  } else {
+    r.q_off = b * p.q_batch_stride;
+    r.k_off = b * p.k_batch_stride;
+    r.v_off = b * p.v_batch_stride;
+    r.o_off = b * p.o_batch_stride;
+    r.lse_off = b * p.lse_batch_stride;
+  }
+  return r;
+}
 
 // ---- cp.async --------------------------------------------------------------------------------------
 
@@ -240,5 +274,21 @@ struct SwizzledTile {
     return row * kCols + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
   }
 };
+
+// Epilogue: a warp copies its kRows staged output rows (rows warp_row.. of a SwizzledTile<kD> in
+// shared memory) to global memory in 16-byte pieces; rows at or past rows_valid are not written.
+template <int kD, int kRows, typename T>
+__device__ __forceinline__ void store_warp_rows(T* g_out, int64_t row_stride, const T* s_tile, int warp_row,
+                                                int rows_valid, int lane) {
+  using Tile = SwizzledTile<kD>;
+#pragma unroll
+  for (int it = 0; it < kRows * Tile::kChunks / 32; ++it) {
+    const int i = lane + it * 32;
+    const int row = warp_row + i / Tile::kChunks, col = (i % Tile::kChunks) * 8;
+    if (row < rows_valid)
+      *reinterpret_cast<uint4*>(g_out + static_cast<int64_t>(row) * row_stride + col) =
+          *reinterpret_cast<const uint4*>(s_tile + Tile::offset(row, col));
+  }
+}
 
 }  // namespace lloco::cuda_kernels::flash
