@@ -22,6 +22,7 @@ const std::vector<Shape3>& shapes() {
   static const std::vector<Shape3> s{
       {"square256", 256, 256, 256, false},      {"square512", 512, 512, 512, false},
       {"square1024", 1024, 1024, 1024, false},  {"square2048", 2048, 2048, 2048, false},
+      {"llama_qkvo_m1", 1, 4096, 4096, true},   {"llama_qkvo_m16", 16, 4096, 4096, true},
       {"llama_qkvo_m64", 64, 4096, 4096, true}, {"llama_up_m64", 64, 11008, 4096, true},
       {"llama_down_m64", 64, 4096, 11008, true}, {"llama_qkvo_m512", 512, 4096, 4096, true},
   };

@@ -1,10 +1,13 @@
 // CPU matmul through Eigen: out [B, M, N] (+)= a [B, M, K] @ b [B, K, N]. Operands with a unit inner
 // or outer stride are mapped in place (row- or column-major), so transposed views cost no copy.
 // Eigen's GEMM uses OpenMP threads; batches run in parallel instead when there are enough of them.
+// f32 products of few rows against a [N, K] weight view (x @ w^T) take gemm_skinny_f32 instead.
 #include <Eigen/Core>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/cpu_common.h"
+#include "core/cpu/matmul_skinny.h"
 #include "core/error.h"
 
 namespace lloco::cpu_impl {
@@ -64,6 +67,13 @@ void gemm_native(TensorRef out, TensorRef a, TensorRef b, bool accumulate) {
     Operand<T> A{static_cast<const T*>(a.data) + i * a.strides[0], M, K, a.strides[1], a.strides[2]};
     Operand<T> Bm{static_cast<const T*>(b.data) + i * b.strides[0], K, N, b.strides[1], b.strides[2]};
     T* c = static_cast<T*>(out.data) + i * out.strides[0];
+    if constexpr (std::is_same_v<T, float>) {
+      // b (K x N) is w^T for a row-major w [N, K]: element (k, n) at n * b.cs + k.
+      if (M <= kSkinnyMaxRows && A.cs == 1 && Bm.rs == 1 && K >= 16) {
+        gemm_skinny_f32(c, out.strides[1], out.strides[2], A.ptr, A.rs, Bm.ptr, Bm.cs, M, N, K, accumulate);
+        return;
+      }
+    }
     if (in_place) {
       Eigen::Map<RowMat<T>, 0, Stride> C(c, M, N, Stride(out.strides[1]));
       if (K == 0) {
