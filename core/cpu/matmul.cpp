@@ -2,6 +2,13 @@
 // or outer stride are mapped in place (row- or column-major), so transposed views cost no copy.
 // Eigen's GEMM uses OpenMP threads; batches run in parallel instead when there are enough of them.
 // f32 products of few rows against a [N, K] weight view (x @ w^T) take gemm_skinny_f32 instead.
+
+// GCC 12 warns inside its own AVX-512 intrinsics where Eigen's reductions inline them (GCC bug
+// 105593); the warnings point into the compiler's headers, not at this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <Eigen/Core>
 #include <type_traits>
 #include <vector>

@@ -12,8 +12,11 @@
 //   - the next weight block is prefetched into L2 while the current one is in use (without it,
 //     the first pass over each block waits on DRAM: 0.6x OpenBLAS on the 11008-row weight);
 //   - OpenMP over the blocks of weight rows.
+
 // GCC 12 warns about its own AVX-512 lane extraction in the reductions below (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "core/cpu/matmul_skinny.h"
 
