@@ -20,6 +20,31 @@ namespace {
 
 using WgmmaTest = CudaTest;
 
+// "" when got (f32 [64, n]) equals want exactly; else the count of wrong elements and, for the
+// first few, where else in `want` their value occurs: a misread layout shows up as a pattern there
+// (rows swapped within 8, columns shifted by a swizzle chunk, the transpose), a hint for the first
+// hardware run.
+std::string describe_mismatches(const std::vector<uint8_t>& got, const std::vector<double>& want, int n) {
+  std::string out;
+  int wrong = 0;
+  for (int e = 0; e < 64 * n; ++e) {
+    const double g = value_of(got.data(), DType::F32, e);
+    if (g == want[e]) continue;
+    if (++wrong > 4) continue;
+    out += "\n  D[" + std::to_string(e / n) + "][" + std::to_string(e % n) + "] = " + std::to_string(g) + ", want " +
+           std::to_string(want[e]) + "; that value is want at";
+    int listed = 0;
+    for (int f = 0; f < 64 * n && listed < 4; ++f)
+      if (want[f] == g) {
+        out += " [" + std::to_string(f / n) + "][" + std::to_string(f % n) + "]";
+        ++listed;
+      }
+    if (listed == 0) out += " no position";
+  }
+  if (wrong == 0) return "";
+  return std::to_string(wrong) + " of " + std::to_string(64 * n) + " elements wrong:" + out;
+}
+
 TEST_F(WgmmaTest, ProbeGemmMatchesHostMatmul) {
   if (!cuda_kernels::flash_wgmma_available())
     GTEST_SKIP() << "no wgmma here: it needs an sm_90a build (LLOCO_CUDA_ARCHS with 90a) and a compute capability "
@@ -49,12 +74,12 @@ TEST_F(WgmmaTest, ProbeGemmMatchesHostMatmul) {
                                              dt == DType::BF16, nullptr);
             ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
             const std::vector<uint8_t> got = d_buf.download();
+            std::vector<double> want(static_cast<size_t>(64) * n, 0.0);
             for (int i = 0; i < 64; ++i)
-              for (int j = 0; j < n; ++j) {
-                double want = 0;
-                for (int kk = 0; kk < k; ++kk) want += a[i * k + kk] * bkn[static_cast<size_t>(kk) * n + j];
-                ASSERT_EQ(value_of(got.data(), DType::F32, i * n + j), want) << "D[" << i << "][" << j << "]";
-              }
+              for (int j = 0; j < n; ++j)
+                for (int kk = 0; kk < k; ++kk) want[i * n + j] += a[i * k + kk] * bkn[static_cast<size_t>(kk) * n + j];
+            const std::string wrong = describe_mismatches(got, want, n);
+            ASSERT_TRUE(wrong.empty()) << wrong;
           }
 }
 
