@@ -271,9 +271,11 @@ for b in bench("attention_bench"):
         kernels.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
 if kernels:
     print("\n== flash fwd kernels (TFLOP/s, bf16, b*s = 16k, launcher called directly; auto = its own choice)")
-    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma 64':>7s} {'mma 128':>8s} {'wgmma':>6s} {'auto':>6s}")
+    print("   (mma 64 / 128: query-tile rows; wgmma n64 / n128: key-tile columns, n128 the default; hd64 is n128 in both)")
+    print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma 64':>7s} {'mma 128':>8s} {'wg n64':>7s} {'wg n128':>8s} {'auto':>6s}")
     for (hd, c, s), r in sorted(kernels.items()):
-        print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):7.1f} {r.get(2, 0):8.1f} {r.get(3, 0):6.1f} {r.get(0, 0):6.1f}")
+        print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):7.1f} {r.get(2, 0):8.1f} {r.get(4, 0):7.1f} {r.get(3, 0):8.1f} "
+              f"{r.get(0, 0):6.1f}")
 bwd_kernels = {}
 for b in bench("attention_bench"):
     m = re.match(r"BM_flash_bwd_kernel/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])

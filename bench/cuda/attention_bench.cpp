@@ -147,19 +147,22 @@ cuda_kernels::FlashParams sweep_flash_params(const SweepShape& p, const SweepTen
 }
 
 // args: head dim, causal, seqlen, kernel: 0 = the launcher's choice, 1 / 2 = mma.sync with 64- /
-// 128-row query tiles, 3 = wgmma (sm_90a builds on compute capability 9.0). q/k/v/o [B, S, H, D] bf16.
+// 128-row query tiles, 3 = wgmma with its default key tile (128), 4 = wgmma with 64-key tiles (hd128;
+// hd64 takes 128 either way); 3 and 4 need sm_90a builds on compute capability 9.0. q/k/v/o
+// [B, S, H, D] bf16.
 void BM_flash_fwd_kernel(benchmark::State& state) {
   guarded(state, [&] {
     const SweepShape p = sweep_shape(state);
     const int kernel = static_cast<int>(state.range(3));
-    if (kernel == 3 && !cuda_kernels::flash_wgmma_available()) {
+    if (kernel >= 3 && !cuda_kernels::flash_wgmma_available()) {
       state.SkipWithError("no wgmma forward: needs an sm_90a build on a compute capability 9.0 device");
       return;
     }
     const SweepTensors t(p);
     cuda_kernels::FlashParams fp = sweep_flash_params(p, t);
-    fp.fwd_kernel = kernel == 0 ? 0 : (kernel == 3 ? 2 : 1);
+    fp.fwd_kernel = kernel == 0 ? 0 : (kernel >= 3 ? 2 : 1);
     fp.fwd_block_m = kernel == 1 ? 64 : (kernel == 2 ? 128 : 0);
+    fp.fwd_block_n = kernel == 4 ? 64 : 0;
     const double sec = time_loop(state, [&] { cuda_kernels::launch_flash_fwd(fp, nullptr); });
     report_flops(state, sweep_fwd_flops(p.b, p.s, p.h, p.d, p.causal), sec);
   });
@@ -210,7 +213,7 @@ void kernel_args(benchmark::internal::Benchmark* b) {
   for (int64_t d : {64, 128})
     for (int64_t causal : {0, 1})
       for (int64_t s : {1024, 4096, 16384})
-        for (int64_t kernel : {1, 2, 3, 0}) b->Args({d, causal, s, kernel});
+        for (int64_t kernel : {1, 2, 4, 3, 0}) b->Args({d, causal, s, kernel});
 }
 
 // args: batch, kv heads, Tk. Causal as the model decodes (bottom-right aligned: the one query row

@@ -47,6 +47,10 @@ struct FlashParams {
   // Query tile of the mma.sync forward: 0 lets launch_flash_fwd choose per device and grid; 64 or
   // 128 forces one. Ignored by the wgmma forward (128 rows), the backward and decode kernels.
   int fwd_block_m = 0;
+  // Key tile of the wgmma forward at head dim 128: 0 (automatic) and 128 take 128 keys, 64 takes
+  // 64 (fewer registers, twice the barriers per key). Head dim 64 always takes 128; the other
+  // kernels ignore it.
+  int fwd_block_n = 0;
 };
 
 struct FlashBwdParams : FlashParams {

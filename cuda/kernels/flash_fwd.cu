@@ -425,6 +425,8 @@ void launch_flash_fwd(const FlashParams& p, cudaStream_t stream) {
               "fwd_block_m ", p.fwd_block_m, " must be 0 (auto), 64 or 128");
   LLOCO_CHECK(p.fwd_kernel >= 0 && p.fwd_kernel <= 2, "flash_fwd", "fwd_kernel ", p.fwd_kernel,
               " must be 0 (auto), 1 (mma.sync) or 2 (wgmma)");
+  LLOCO_CHECK(p.fwd_block_n == 0 || p.fwd_block_n == 64 || p.fwd_block_n == 128, "flash_fwd", "fwd_block_n ",
+              p.fwd_block_n, " must be 0 (auto), 64 or 128");
   if (p.batch == 0 || p.seqlen_q == 0) return;
   if (flash_uses_wgmma(p.fwd_kernel)) {
     launch_flash_fwd_sm90(p, stream);

@@ -23,9 +23,10 @@
 // it; 16-byte chunk ch of the row stored at chunk ch ^ (r % 8) (the 128-byte swizzle). Q and the O
 // staging use SwizzledTile<kD> (flash_mma.cuh), read and written by ordinary instructions.
 //
-// Tiles and registers per thread: hd128: kBlockN 64: Q 32 + S 32 + O 64 + P 2 x 16;
-// hd64: kBlockN 128: Q 16 + S 64 + O 32 + P 2 x 32. One CTA per SM (up to 255 registers).
-// smem = Q (128 x kD) + 2 K + 3 V tiles: hd128 112 KB, hd64 96 KB.
+// Key tiles (kBlockN) and registers per thread: hd128 with 128 keys (the default): Q 32 + S 64 +
+// O 64 + P 2 x 32, ~230 registers; hd128 with 64 keys (FlashParams::fwd_block_n = 64): Q 32 + S 32 +
+// O 64 + P 2 x 16, ~180; hd64 with 128 keys: Q 16 + S 64 + O 32 + P 2 x 32, ~180. One CTA per SM.
+// smem = Q (128 x kD) + 2 K + 3 V tiles: hd128 192 KB (128 keys) or 112 KB (64), hd64 96 KB.
 #include <cmath>
 #include <type_traits>
 
@@ -44,12 +45,11 @@ constexpr int kThreads = 256;  // 2 warpgroups
 constexpr int kBlockM = 128;
 constexpr int kKStages = 2, kVStages = 3;
 
-template <int kD>
-constexpr int kBlockNOf = kD == 64 ? 128 : 64;
-template <int kD>
-constexpr int kTileBytesOf = kBlockNOf<kD> * kD * 2;  // one K or V tile
-template <int kD>
-constexpr size_t kSmemBytesOf = static_cast<size_t>(kBlockM * kD * 2) + (kKStages + kVStages) * kTileBytesOf<kD>;
+template <int kD, int kBlockN>
+constexpr int kTileBytesOf = kBlockN * kD * 2;  // one K or V tile
+template <int kD, int kBlockN>
+constexpr size_t kSmemBytesOf =
+    static_cast<size_t>(kBlockM * kD * 2) + (kKStages + kVStages) * kTileBytesOf<kD, kBlockN>;
 
 // The row-major SwizzledTile<kD> copy for Q (read back by ldmatrix, not by wgmma).
 template <int kD, typename T>
@@ -66,10 +66,9 @@ __device__ __forceinline__ void load_q_tile(T* smem, const T* gmem, int64_t row_
 }
 
 // q/k/v/o/lse: see FlashParams. Grid (ceil(seqlen_q / 128), heads_q, batch).
-template <int kD, typename T, bool kCausal, bool kEvenN>
+template <int kD, int kBlockN, typename T, bool kCausal, bool kEvenN>
 __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const FlashParams p) {
 #if defined(LLOCO_HAS_WGMMA)
-  constexpr int kBlockN = kBlockNOf<kD>;
   constexpr int kSTiles = kBlockN / 8, kOTiles = kD / 8;  // 8-column groups of S and of O
   constexpr int kPSlices = kBlockN / 16;                  // 16-key A fragments of P
   using Tile = SwizzledTile<kD>;
@@ -134,7 +133,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
   uint32_t p_prev[kPSlices][4];  // P of the previous key tile as A fragments
   const float scale_log2 = p.scale_log2;
   const uint32_t u_k = smem_addr(s_k), u_v = smem_addr(s_v);
-  constexpr uint32_t kTileBytes = kTileBytesOf<kD>;
+  constexpr uint32_t kTileBytes = kTileBytesOf<kD, kBlockN>;
 
   // O += P_{j} V_{j}: 16 keys per wgmma; the N-major V operand spans kD columns in 64-column
   // blocks kBlockN * 128 bytes apart (LBO), 8-key groups 1024 bytes apart (SBO).
@@ -266,21 +265,21 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_sm90_kernel(const Flash
 #endif
 }
 
-template <int kD, typename T, bool kCausal, bool kEvenN>
+template <int kD, int kBlockN, typename T, bool kCausal, bool kEvenN>
 void run_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
-  auto kernel = flash_fwd_sm90_kernel<kD, T, kCausal, kEvenN>;
-  constexpr size_t smem = kSmemBytesOf<kD>;
+  auto kernel = flash_fwd_sm90_kernel<kD, kBlockN, T, kCausal, kEvenN>;
+  constexpr size_t smem = kSmemBytesOf<kD, kBlockN>;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>((p.seqlen_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads_q),
                   static_cast<unsigned>(p.batch));
   LLOCO_LAUNCH(grid, kThreads, smem, stream, kernel)(p);
 }
 
-template <int kD, typename T>
+template <int kD, int kBlockN, typename T>
 void dispatch_flags_sm90(const FlashParams& p, cudaStream_t stream) {
-  const bool even_n = p.cu_seqlens_k == nullptr && p.seqlen_k % kBlockNOf<kD> == 0;
+  const bool even_n = p.cu_seqlens_k == nullptr && p.seqlen_k % kBlockN == 0;
   auto run = [&](auto causal, auto even) {
-    run_fwd_sm90<kD, T, decltype(causal)::value, decltype(even)::value>(p, stream);
+    run_fwd_sm90<kD, kBlockN, T, decltype(causal)::value, decltype(even)::value>(p, stream);
   };
   if (p.causal) {
     if (even_n) run(std::true_type{}, std::true_type{});
@@ -291,12 +290,15 @@ void dispatch_flags_sm90(const FlashParams& p, cudaStream_t stream) {
   }
 }
 
+// Key tile: hd64 always 128 keys; hd128 128 unless p.fwd_block_n asks for 64 (FlashParams).
 template <typename T>
 void dispatch_head_dim_sm90(const FlashParams& p, cudaStream_t stream) {
   if (p.head_dim == 64)
-    dispatch_flags_sm90<64, T>(p, stream);
+    dispatch_flags_sm90<64, 128, T>(p, stream);
+  else if (p.fwd_block_n == 64)
+    dispatch_flags_sm90<128, 64, T>(p, stream);
   else
-    dispatch_flags_sm90<128, T>(p, stream);
+    dispatch_flags_sm90<128, 128, T>(p, stream);
 }
 
 }  // namespace

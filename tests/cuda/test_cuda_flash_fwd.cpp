@@ -30,9 +30,9 @@ enum class QkvLayout { BHTD, BTHD };
 
 // A forward kernel and tiling (FlashParams::fwd_kernel / fwd_block_m; 0 = the launcher's choice).
 struct FwdVariant {
-  int kernel, block_m;
+  int kernel, block_m, block_n = 0;
   std::string name() const {
-    if (kernel == 2) return "wgmma";
+    if (kernel == 2) return "wgmma block_n " + std::to_string(block_n);
     return (kernel == 1 ? "mma.sync" : "auto") + std::string(" block_m ") + std::to_string(block_m);
   }
 };
@@ -41,7 +41,10 @@ struct FwdVariant {
 // capability 9.0 device (WgmmaKernelRunsWhereAvailable reports when it is absent).
 std::vector<FwdVariant> variants() {
   std::vector<FwdVariant> v{{1, 64}, {1, 128}};
-  if (cuda_kernels::flash_wgmma_available()) v.push_back({2, 0});
+  if (cuda_kernels::flash_wgmma_available()) {
+    v.push_back({2, 0, 64});  // hd128's 64-key tiles (hd64 takes 128 keys either way)
+    v.push_back({2, 0, 0});   // the default: 128-key tiles
+  }
   return v;
 }
 
@@ -104,6 +107,7 @@ void run_dense(const AttnShape& s, DType dt, QkvLayout layout, uint64_t seed, Fw
   set_flash_problem(p, s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, dt);
   p.fwd_kernel = variant.kernel;
   p.fwd_block_m = variant.block_m;
+  p.fwd_block_n = variant.block_n;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -160,7 +164,8 @@ TEST_F(FlashFwdTest, WgmmaKernelRunsWhereAvailable) {
   // Longer key loops than the table above: several tiles through the 2 K / 3 V stage rings.
   for (int64_t D : {64, 128})
     for (bool causal : {false, true})
-      run_dense({1, 2, 1, 300, 700, D, causal}, DType::BF16, QkvLayout::BTHD, 13 + D, FwdVariant{2, 0});
+      for (int block_n : {64, 128})
+        run_dense({1, 2, 1, 300, 700, D, causal}, DType::BF16, QkvLayout::BTHD, 13 + D, FwdVariant{2, 0, block_n});
 }
 
 TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
@@ -187,6 +192,7 @@ TEST_F(FlashFwdTest, KeylessBatchGivesZeroAndNegInf) {
       p.causal = causal;
       p.fwd_kernel = v.kernel;
       p.fwd_block_m = v.block_m;
+      p.fwd_block_n = v.block_n;
       cuda_kernels::launch_flash_fwd(p, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       for (double x : out.to(lloco::cpu()).to_vector<double>()) ASSERT_EQ(x, 0.0);
@@ -238,6 +244,7 @@ void run_varlen(const std::vector<int64_t>& lens_q, const std::vector<int64_t>& 
                     *std::max_element(lens_k.begin(), lens_k.end()), D, causal, dt);
   p.fwd_kernel = variant.kernel;
   p.fwd_block_m = variant.block_m;
+  p.fwd_block_n = variant.block_n;
   ASSERT_TRUE(cuda_kernels::flash_supported(p));
   cuda_kernels::launch_flash_fwd(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -312,6 +319,9 @@ TEST_F(FlashFwdTest, RejectsUnsupportedProblems) {
   EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
   bad = p;
   bad.fwd_kernel = 3;  // no such kernel
+  EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
+  bad = p;
+  bad.fwd_block_n = 96;  // no such key tile
   EXPECT_THROW(cuda_kernels::launch_flash_fwd(bad, nullptr), Error);
 }
 
