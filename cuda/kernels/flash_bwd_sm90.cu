@@ -14,17 +14,20 @@
 //   dK  += dS^T Q      wgmma, A = dS^T from registers, B = Q (N-major)
 //   dQ   = dS K        dS^T goes through shared memory ([key][query], read back as an M-major A);
 //                      hd128: warpgroup wg computes dQ columns 64 wg .. over all 128 keys; hd64: all
-//                      64 columns over its own 64 keys. Added into the f32 workspace with atomics.
+//                      64 columns over its own 64 keys, then the two partials swap halves through
+//                      shared memory so each warpgroup adds 32 columns. Added into the f32
+//                      workspace with atomics.
 // The softmax scale is applied once at the end: to dK here, to dQ in the convert kernel.
 //
 // Q and dO tiles stream through 2 stages by cp.async from all threads, one tile ahead; one barrier
 // at the top of each iteration publishes tile it (after each thread's fence.proxy.async) and
 // certifies that both warpgroups retired every wgmma of iteration it - 1 (its stage and dS^T); a
-// second one publishes dS^T before the dQ product.
+// second one publishes dS^T before the dQ product; hd64 has a third, for the dQ half swap.
 //
-// Shared memory, all in the wgmma tile layout of flash_wgmma.cuh (1024-byte aligned):
+// Shared memory, the tiles in the wgmma tile layout of flash_wgmma.cuh (1024-byte aligned):
 //   K, V [kBlockN][kD]; Q, dO [2 stages][kBlockM][kD]; dS^T [kBlockN][kBlockM]; lse (log2 units),
-//   delta [2 stages][kBlockM] f32. hd128: 145 KB, hd64: 81 KB; one CTA per SM (up to 255 registers).
+//   delta [2 stages][kBlockM] f32; hd64: the dQ swap buffer (16 KB). hd128: 145 KB, hd64: 97 KB;
+//   one CTA per SM (up to 255 registers).
 #include <cmath>
 
 #include "cuda/common.cuh"
@@ -52,8 +55,28 @@ struct Sm90BwdSmem {
   static constexpr uint32_t kKVBytes = kBlockN * kD * 2;
   static constexpr uint32_t kQBytes = kBlockM * kD * 2;  // one stage of Q or dO
   static constexpr uint32_t kDsBytes = kBlockN * kBlockM * 2;
-  static constexpr size_t kBytes = 2 * kKVBytes + 4 * kQBytes + kDsBytes + 4 * kBlockM * sizeof(float);
+  static constexpr uint32_t kStatsBytes = 4 * kBlockM * sizeof(float);
+  // hd64: the dQ half-swap buffer, [2 warpgroups][16 accumulators][128 threads] f32.
+  static constexpr uint32_t kSwapBytes = kD == 64 ? 2 * 16 * 128 * sizeof(float) : 0;
+  static constexpr size_t kBytes = 2 * kKVBytes + 4 * kQBytes + kDsBytes + kStatsBytes + kSwapBytes;
 };
+
+// hd64 dQ: each warpgroup holds a partial dQ [64 queries, 64 columns] over its own 64 keys. Warpgroup
+// W adds columns 32 W .. 32 W + 31 to the workspace, summed over both partials, so the CTA issues
+// half the atomics of adding both partials. Both warpgroups have the same accumulator layout, so
+// thread t of one trades with thread t of the other: accumulators 16 W' .. 16 W' + 15 hold the
+// columns of warpgroup W'. Step 1: write the other warpgroup's columns to swap[W].
+template <int W>
+__device__ __forceinline__ void dq_swap_out(const float (&acc)[32], float* swap, int t) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) swap[(W * 16 + i) * 128 + t] = acc[16 * (1 - W) + i];
+}
+// Step 2 (after a barrier): add the other warpgroup's partial of this warpgroup's columns.
+template <int W>
+__device__ __forceinline__ void dq_swap_in(float (&acc)[32], const float* swap, int t) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) acc[16 * W + i] += swap[((1 - W) * 16 + i) * 128 + t];
+}
 
 // dq_accum: [total_q, heads_q, D] f32 (zeroed, summed here, unscaled); delta: [heads_q, total_q].
 template <int kD, typename T>
@@ -70,6 +93,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   T* sdS = sdO + 2 * kBlockM * kD;  // [kBlockN][kBlockM], dS^T
   float* s_lse = reinterpret_cast<float*>(sdS + kBlockN * kBlockM);  // [2][kBlockM]
   float* s_delta = s_lse + 2 * kBlockM;                               // [2][kBlockM]
+  float* s_swap = s_delta + 2 * kBlockM;                              // hd64: [2][16][128]
   if (smem_addr(smem_raw) % 1024 != 0) __trap();  // swizzle atoms must be 1024-byte aligned
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wg = warp / 4, wg_warp = warp % 4;
@@ -233,14 +257,30 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_commit();
     wgmma_wait<0>();  // dQ, dK and dV of this tile done: stage and dS^T free for the next barrier
     wgmma_fence_acc(acc_dq);
-    const int col0 = (kD == 128 ? 64 * wg : 0) + 2 * c;
+    // hd128: this warpgroup's 64 columns (8 groups of 8). hd64: 32 columns (4 groups), after the swap.
+    constexpr int kGroups = kD == 128 ? 8 : 4;
+    if constexpr (kD == 64) {
+      const int t = tid % 128;
+      if (wg == 0) dq_swap_out<0>(acc_dq, s_swap, t);
+      else dq_swap_out<1>(acc_dq, s_swap, t);
+      __syncthreads();
+      if (wg == 0) {
+        dq_swap_in<0>(acc_dq, s_swap, t);
+      } else {
+        dq_swap_in<1>(acc_dq, s_swap, t);
+#pragma unroll
+        for (int i = 0; i < 16; ++i) acc_dq[i] = acc_dq[16 + i];  // warpgroup 1's columns first
+      }
+    }
+    const int col0 = kGroups * 8 * wg + 2 * c;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int row = 16 * wg_warp + g + 8 * r;
       if (m0 + row < s.seq_q) {
         float* dst = dq_accum + ((s.q_row0 + m0 + row) * p.heads_q + h) * kD + col0;
 #pragma unroll
-        for (int t = 0; t < 8; ++t) atomic_add_pair(dst + 8 * t, acc_dq[4 * t + 2 * r], acc_dq[4 * t + 2 * r + 1]);
+        for (int j = 0; j < kGroups; ++j)
+          atomic_add_pair(dst + 8 * j, acc_dq[4 * j + 2 * r], acc_dq[4 * j + 2 * r + 1]);
       }
     }
     // The other stage's stats were last read in iteration it - 1 (before this iteration's barrier).
