@@ -11,7 +11,10 @@
 # Exits 2 at once without a GPU; non-zero when a build, a test or the sanitizer fails.
 # Env: GPU_CHECK_ARCHS (default 90a), GPU_CHECK_JOBS (default: all cores), GPU_CHECK_BUDGET (seconds,
 #      default 540), GPU_CHECK_SANITIZER=0 / GPU_CHECK_BENCH=0 / GPU_CHECK_PEERS=0 to skip a part,
-#      GPU_CHECK_PYTHON (default python3, for the peers and the plot), GPU_CHECK_BUILD_DIR (build-gpu).
+#      GPU_CHECK_PYTHON (default python3, for the peers and the plot), GPU_CHECK_BUILD_DIR (build-gpu),
+#      GPU_CHECK_TESTS=0 (no tests and no sanitizer), GPU_CHECK_BENCHES="llama_bench ..." (a subset).
+#      A follow-up call on the still-warm machine (build dir kept) can finish what the first one ran
+#      out of time for, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_PEERS=0 GPU_CHECK_BENCHES=llama_bench.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -81,6 +84,11 @@ TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cu
        test_cuda_flash_fwd test_cuda_flash_bwd test_cuda_decode test_cuda_attention_dispatch test_cuda_lora
        test_cuda_llama)
 BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench)
+[[ -n ${GPU_CHECK_BENCHES:-} ]] && read -ra BENCHES <<< "$GPU_CHECK_BENCHES"
+if [[ ${GPU_CHECK_TESTS:-1} == 0 ]]; then
+  TESTS=()
+  GPU_CHECK_SANITIZER=0
+fi
 ABSENT=()
 PRESENT=()
 for t in "${TESTS[@]}"; do
