@@ -149,6 +149,20 @@ struct BwdWalk {
     lse = p.lse + b * p.lse_batch_stride + (p.cu_seqlens_q ? s.q_row0 : 0);
   }
   __device__ int head(int it) const { return hk * group + it / tiles_per_head; }
+  // Sequence b's first row of q and dout (all heads), and the CTA's key tile of k and v (head hk).
+  template <typename T>
+  struct Operands {
+    const T *q, *dout, *k, *v;
+  };
+  template <typename T>
+  __device__ Operands<T> operands(const FlashBwdParams& p, int b, int n0) const {
+    return {static_cast<const T*>(p.q) + seq_base(p, b, s.q_row0, p.q_batch_stride, p.q_row_stride),
+            static_cast<const T*>(p.dout) + seq_base(p, b, s.q_row0, p.do_batch_stride, p.do_row_stride),
+            static_cast<const T*>(p.k) + seq_base(p, b, s.k_row0, p.k_batch_stride, p.k_row_stride) +
+                hk * p.k_head_stride + n0 * p.k_row_stride,
+            static_cast<const T*>(p.v) + seq_base(p, b, s.k_row0, p.v_batch_stride, p.v_row_stride) +
+                hk * p.v_head_stride + n0 * p.v_row_stride};
+  }
   __device__ int m0(int it) const { return (m_first + it % tiles_per_head) * kBlockM; }
   // Row r of tile it: lse in log2 units, +inf for padding rows and rows that see no key (lse = -inf),
   // so P = 0 there; and delta = dot(dout, out) (delta: [heads_q, total_q]).
@@ -188,12 +202,7 @@ __global__ void __launch_bounds__(BwdTraits<kD>::kThreads, 1)
   if (n0 >= s.seq_k) return;  // varlen: this sequence is shorter than the longest one
   const int n_iter = w.n_iter, causal_off = w.causal_off;
 
-  const T* q = static_cast<const T*>(p.q) + seq_base(p, b, s.q_row0, p.q_batch_stride, p.q_row_stride);
-  const T* dout = static_cast<const T*>(p.dout) + seq_base(p, b, s.q_row0, p.do_batch_stride, p.do_row_stride);
-  const T* k = static_cast<const T*>(p.k) + seq_base(p, b, s.k_row0, p.k_batch_stride, p.k_row_stride) +
-               hk * p.k_head_stride + n0 * p.k_row_stride;
-  const T* v = static_cast<const T*>(p.v) + seq_base(p, b, s.k_row0, p.v_batch_stride, p.v_row_stride) +
-               hk * p.v_head_stride + n0 * p.v_row_stride;
+  const auto [q, dout, k, v] = w.template operands<T>(p, b, n0);
   const int keys_valid = min(kN, s.seq_k - n0);
 
   auto load_q_do = [&](int it, int stage) {

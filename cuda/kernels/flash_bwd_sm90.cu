@@ -104,12 +104,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (n0 >= s.seq_k) return;  // varlen: this sequence is shorter than the longest one
   const int n_iter = w.n_iter, causal_off = w.causal_off;
 
-  const T* q = static_cast<const T*>(p.q) + seq_base(p, b, s.q_row0, p.q_batch_stride, p.q_row_stride);
-  const T* dout = static_cast<const T*>(p.dout) + seq_base(p, b, s.q_row0, p.do_batch_stride, p.do_row_stride);
-  const T* k = static_cast<const T*>(p.k) + seq_base(p, b, s.k_row0, p.k_batch_stride, p.k_row_stride) +
-               hk * p.k_head_stride + n0 * p.k_row_stride;
-  const T* v = static_cast<const T*>(p.v) + seq_base(p, b, s.k_row0, p.v_batch_stride, p.v_row_stride) +
-               hk * p.v_head_stride + n0 * p.v_row_stride;
+  const auto [q, dout, k, v] = w.template operands<T>(p, b, n0);
 
   auto load_q_do = [&](int it, int stage) {
     const int h = w.head(it), m0 = w.m0(it), rows = min(kBlockM, s.seq_q - m0);

@@ -278,22 +278,37 @@ void fence_proxy_async() {
   st.unfenced.clear();
 }
 
+namespace {
+
+// A generic-proxy write (`what`: st.shared or cp.async) into chunk ch must not race an in-flight
+// wgmma that reads it.
+void check_not_read_in_flight(const WgmmaBlock& blk, uint32_t ch, const char* what) {
+  if (blk.reads[ch])
+    device_trap(detail::concat(what, " overwrites shared memory that an in-flight wgmma reads (16 bytes at shared "
+                               "address ",
+                               ch * 16, "); wgmma.wait_group must retire that wgmma first"));
+}
+
+// Each thread lists a chunk once per fence interval unless another thread wrote it in between; the
+// per-chunk count then holds one unit per listing, so fences undo exactly what writes added.
+void mark_unfenced(WgmmaBlock& blk, int thread, uint32_t ch) {
+  if (blk.last_writer[ch] == thread) return;
+  blk.last_writer[ch] = thread;
+  ++blk.unfenced[ch];
+  wgmma_thread(thread).unfenced.push_back(ch);
+}
+
+}  // namespace
+
 void shared_store_for_wgmma(uint32_t addr, const void* src, int bytes) {
   if ((bytes != 4 && bytes != 16) || addr % bytes)
     device_trap(detail::concat("shared_store_for_wgmma: ", bytes, " bytes at shared address ", addr,
                                " (4 or 16 bytes, aligned)"));
   WgmmaBlock& blk = wgmma_block();
   const uint32_t ch = addr >> 4;
-  if (blk.reads[ch])
-    device_trap(detail::concat("st.shared overwrites shared memory that an in-flight wgmma reads (16 bytes at shared "
-                               "address ",
-                               ch * 16, "); wgmma.wait_group must retire that wgmma first"));
+  check_not_read_in_flight(blk, ch, "st.shared");
   std::memcpy(shared_pointer(addr, static_cast<size_t>(bytes)), src, static_cast<size_t>(bytes));
-  const int me = current().linear;
-  if (blk.last_writer[ch] == me) return;
-  blk.last_writer[ch] = me;
-  ++blk.unfenced[ch];
-  wgmma_thread().unfenced.push_back(ch);
+  mark_unfenced(blk, current().linear, ch);
 }
 
 // ---- hooks called by the engine --------------------------------------------------------------------
@@ -301,24 +316,16 @@ void shared_store_for_wgmma(uint32_t addr, const void* src, int bytes) {
 void wgmma_note_cp_async_issue(int thread, uint32_t addr) {
   WgmmaBlock& blk = wgmma_block();
   const uint32_t ch = addr >> 4;
-  if (blk.reads[ch])
-    device_trap(detail::concat("cp.async overwrites shared memory that an in-flight wgmma reads (16 bytes at shared "
-                               "address ",
-                               ch * 16, "); wgmma.wait_group must retire that wgmma first"));
+  check_not_read_in_flight(blk, ch, "cp.async");
   ++blk.copying[ch];
   blk.copier[ch] = thread;
 }
 
-// Each thread lists a chunk once per fence interval unless another thread wrote it in between; the
-// per-chunk count then holds one unit per listing, so fences undo exactly what writes added.
 void wgmma_note_cp_async_write(int thread, uint32_t addr) {
   WgmmaBlock& blk = wgmma_block();
   const uint32_t ch = addr >> 4;
   --blk.copying[ch];
-  if (blk.last_writer[ch] == thread) return;
-  blk.last_writer[ch] = thread;
-  ++blk.unfenced[ch];
-  wgmma_thread(thread).unfenced.push_back(ch);
+  mark_unfenced(blk, thread, ch);
 }
 
 void wgmma_check_exit() {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/simt/launch_error.h"
 
 namespace lloco::simt {
 namespace {
@@ -175,16 +176,6 @@ __global__ void split_barrier_kernel(int* out) {
   if (threadIdx.x < 64) __syncthreads();
   else __syncthreads();
   out[threadIdx.x] = slot[127 - threadIdx.x];
-}
-
-template <typename Fn>
-std::string launch_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(SimtEngine, ReportsDivergentAndMismatchedCollectives) {

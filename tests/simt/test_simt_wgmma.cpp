@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/simt/launch_error.h"
 
 namespace lloco::simt {
 namespace {
@@ -302,16 +303,6 @@ TEST(SimtWgmma, AccumulatorsAreNanUntilTheirGroupRetires) {
 }
 
 // ---- reported mistakes -----------------------------------------------------------------------------------
-
-template <typename Fn>
-std::string launch_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 enum class Mistake {
   kNone,
