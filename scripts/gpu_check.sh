@@ -272,11 +272,16 @@ if lora:
     print("decode_lora_path rows: path 0 = fused one-launch kernel, 1 = shrink + expand + GEMM adding onto it "
           "(ours % = overhead)")
 
-kernels = {}
-for b in bench("attention_bench"):
-    m = re.match(r"BM_flash_fwd_kernel/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])
-    if m and not b.get("error_occurred"):
-        kernels.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+def by_kernel(name):
+    """{(hd, causal, seqlen): {kernel arg: TFLOP/s}} of attention_bench's BM_<name> runs."""
+    out = {}
+    for b in bench("attention_bench"):
+        m = re.match(rf"BM_{name}/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])
+        if m and not b.get("error_occurred"):
+            out.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+    return out
+
+kernels = by_kernel("flash_fwd_kernel")
 if kernels:
     print("\n== flash fwd kernels (TFLOP/s, bf16, b*s = 16k, launcher called directly; auto = its own choice)")
     print("   (mma 64 / 128: query-tile rows; wgmma n64 / n128: key-tile columns, n128 the default; hd64 is n128 in both)")
@@ -284,11 +289,7 @@ if kernels:
     for (hd, c, s), r in sorted(kernels.items()):
         print(f"{hd:3d} {c:6d} {s:6d} {r.get(1, 0):7.1f} {r.get(2, 0):8.1f} {r.get(4, 0):7.1f} {r.get(3, 0):8.1f} "
               f"{r.get(0, 0):6.1f}")
-bwd_kernels = {}
-for b in bench("attention_bench"):
-    m = re.match(r"BM_flash_bwd_kernel/hd:(\d+)/causal:(\d+)/seqlen:(\d+)/kernel:(\d+)", b["name"])
-    if m and not b.get("error_occurred"):
-        bwd_kernels.setdefault(tuple(int(x) for x in m.groups()[:3]), {})[int(m.group(4))] = b.get("TFLOP/s", 0)
+bwd_kernels = by_kernel("flash_bwd_kernel")
 if bwd_kernels:
     print("\n== flash bwd kernels (TFLOP/s = 2.5x fwd FLOPs / time of prep + main + convert, bf16, b*s = 16k)")
     print(f"{'hd':>3s} {'causal':>6s} {'seqlen':>6s} {'mma':>6s} {'wgmma':>6s} {'auto':>6s}")
