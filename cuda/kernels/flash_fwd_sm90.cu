@@ -27,6 +27,8 @@
 // O 64 + P 2 x 32, ~230 registers; hd128 with 64 keys (FlashParams::fwd_block_n = 64): Q 32 + S 32 +
 // O 64 + P 2 x 16, ~180; hd64 with 128 keys: Q 16 + S 64 + O 32 + P 2 x 32, ~180. One CTA per SM.
 // smem = Q (128 x kD) + 2 K + 3 V tiles: hd128 192 KB (128 keys) or 112 KB (64), hd64 96 KB.
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <type_traits>
 
@@ -305,12 +307,19 @@ void dispatch_head_dim_sm90(const FlashParams& p, cudaStream_t stream) {
 
 bool flash_wgmma_available() {
 #if defined(LLOCO_SIMT) || defined(LLOCO_CUDA_HAS_SM90A)
-  // sm_90a code runs on compute capability 9.0 only.
-  int dev = 0, major = 0, minor = 0;
+  // sm_90a code runs on compute capability 9.0 only. Every automatic launch asks, so the answer is
+  // kept per device (0 not asked yet, 1 no, 2 yes).
+  static std::array<std::atomic<int8_t>, 64> known{};
+  int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
+  std::atomic<int8_t>* slot = dev < static_cast<int>(known.size()) ? &known[static_cast<size_t>(dev)] : nullptr;
+  if (slot && slot->load(std::memory_order_relaxed) != 0) return slot->load(std::memory_order_relaxed) == 2;
+  int major = 0, minor = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  return major == 9 && minor == 0;
+  const bool yes = major == 9 && minor == 0;
+  if (slot) slot->store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
 #else
   return false;
 #endif
