@@ -69,27 +69,8 @@ int run(const Options& o) {
               static_cast<double>(m.num_parameters()) / 1e9, weight_bytes / 1e9);
   std::fflush(stdout);
 
-  // Prefill: one forward over the whole prompt (logits for the last position, as generation does).
+  // generate() from a prompt of C - S tokens with S new tokens, so the cache grows to C.
   const int64_t prompt_len = o.context - o.steps;
-  double prefill_s = 0;
-  {
-    NoGradGuard no_grad;
-    models::ForwardInput in;
-    in.input_ids = from_vector<int32_t>(random_tokens(prompt_len, config.vocab_size, 1), {1, prompt_len}, DType::I64);
-    in.last_logits_only = true;
-    models::KVCache cache(config.num_layers);
-    cache.reserve(prompt_len);
-    t0 = std::chrono::steady_clock::now();
-    m.forward(in, &cache);
-    prefill_s = seconds_since(t0);
-  }
-  const double prefill_flop = 2.0 * matmul_params * prompt_len +
-                              2.0 * config.num_layers * static_cast<double>(prompt_len) * prompt_len * config.hidden_size;
-  std::printf("prefill %lld tokens: %.2f s, %.1f tokens/s, %.1f GFLOP/s\n", static_cast<long long>(prompt_len),
-              prefill_s, prompt_len / prefill_s, prefill_flop / prefill_s / 1e9);
-  std::fflush(stdout);
-
-  // Decode: generate() from a prompt of C - S tokens with S new tokens, so the cache grows to C.
   models::GenerateOptions gen;
   gen.eos_ids = {-1};  // never stop early
   gen.max_new_tokens = o.steps;
@@ -97,13 +78,17 @@ int run(const Options& o) {
   const auto decode_t0 = std::chrono::steady_clock::now();
   const models::GenerateResult g =
       models::generate(m, {random_tokens(prompt_len, config.vocab_size, 3)}, gen, nullptr, [&](int64_t, int32_t) {
-        if (++done == 1) return;  // the first token comes from the prefill
         const double s = seconds_since(decode_t0);
-        std::printf("\rdecode step %lld/%lld, %.2f s elapsed", static_cast<long long>(done),
-                    static_cast<long long>(o.steps), s);
+        ++done;
+        std::printf("\rtoken %lld/%lld (%s), %.2f s elapsed", static_cast<long long>(done),
+                    static_cast<long long>(o.steps), done == 1 ? "prefill" : "decode", s);
         std::fflush(stdout);
       });
   std::printf("\n");
+  // generate() prefills the prompt in one forward pass (logits of the last position), then decodes.
+  const double prefill_s = g.prefill_seconds;
+  const double prefill_flop = 2.0 * matmul_params * prompt_len +
+                              2.0 * config.num_layers * static_cast<double>(prompt_len) * prompt_len * config.hidden_size;
   const double decode_ms = 1e3 * g.decode_seconds / static_cast<double>(o.steps - 1);
   const double mean_cached = static_cast<double>(prompt_len) + o.steps / 2.0;
   const double floor_w_ms = 1e3 * weight_bytes / (read_gbps * 1e9);

@@ -86,8 +86,9 @@ void bm_openblas(benchmark::State& state, Shape3 s) {
 
 // The memory floor's bandwidth (bench/cpu_bandwidth.h), reported like the products.
 void bm_read_bandwidth(benchmark::State& state) {
-  std::vector<float> buf(static_cast<size_t>(lloco::bench::kStreamFloats), 1.0f);
-  for (auto _ : state) benchmark::DoNotOptimize(lloco::bench::stream_sum(buf.data(), lloco::bench::kStreamFloats));
+  const lloco::Tensor buf = lloco::full({lloco::bench::kStreamFloats}, 1.0);  // lloco's allocator, like the weights
+  for (auto _ : state)
+    benchmark::DoNotOptimize(lloco::bench::stream_sum(buf.data<float>(), lloco::bench::kStreamFloats));
   state.counters["GB/s"] = benchmark::Counter(
       static_cast<double>(lloco::bench::stream_sum_reads(lloco::bench::kStreamFloats, omp_get_max_threads())) *
           sizeof(float) * state.iterations() / 1e9,

@@ -1,6 +1,7 @@
 // CPU reference attention (forward and backward), f64 accumulation. Grouped-query heads: query
 // head h reads key/value head h / (Hq / Hkv). Causal masking is bottom-right aligned: query i may
 // see key j when j <= i + (Tk - Tq), which covers KV-cache decode and a visible prefix.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -44,37 +45,72 @@ void scores_row(std::vector<double>& s, const TensorRef& q, const TensorRef& k, 
 
 }  // namespace
 
+namespace {
+
+// Rows [0, T) x [0, D) of head h of r ([B, H, T, D] view) into a contiguous f64 buffer, once per
+// (batch, kv head) instead of one dtype-dispatched strided load per use.
+void gather_head(std::vector<double>& dst, const TensorRef& r, int64_t b, int64_t h, int64_t T, int64_t D) {
+  dst.resize(static_cast<size_t>(T * D));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d) dst[t * D + d] = at(r, b, h, t, d);
+}
+
+// Dot product in f64 with independent partial sums (vectorizable; the order differs from a
+// sequential sum only by f64 rounding, far below any tolerance the reference is used with).
+inline double dot(const double* a, const double* b, int64_t n) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
+  return sum;
+}
+
+}  // namespace
+
+// One task per (batch, kv head): its keys and values are gathered once into f64 rows, then every
+// query row of the heads that share them is scored, softmaxed and summed against those rows.
 void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
                    const AttentionParams& p) {
   const Geometry g = geometry(q, k);
+  const int64_t D = g.D;
 #pragma omp parallel if (q.numel() * k.shape[2] > kGrain)
   {
-    std::vector<double> s(static_cast<size_t>(g.Tk)), acc(static_cast<size_t>(g.D));
-#pragma omp for collapse(3) schedule(static)
+    std::vector<double> s(static_cast<size_t>(g.Tk)), acc(static_cast<size_t>(D)), qrow(static_cast<size_t>(D));
+    std::vector<double> keys, values;
+#pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < g.B; ++b)
-      for (int64_t h = 0; h < g.Hq; ++h)
-        for (int64_t i = 0; i < g.Tq; ++i) {
-          scores_row(s, q, k, mask, p, g, b, h, i);
-          double mx = -std::numeric_limits<double>::infinity();
-          for (double x : s) mx = std::max(mx, x);
-          const int64_t lo = b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2];
-          std::fill(acc.begin(), acc.end(), 0.0);
-          double l = -std::numeric_limits<double>::infinity();
-          if (mx > -std::numeric_limits<double>::infinity()) {  // fully masked rows output zeros
-            double sum = 0.0;
-            for (int64_t j = 0; j < g.Tk; ++j) {
-              const double w = std::exp(s[j] - mx);
-              sum += w;
-              for (int64_t d = 0; d < g.D; ++d) acc[d] += w * at(v, b, h / g.group, j, d);
+      for (int64_t hk = 0; hk < g.Hkv; ++hk) {
+        gather_head(keys, k, b, hk, g.Tk, D);
+        gather_head(values, v, b, hk, g.Tk, D);
+        for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
+          for (int64_t i = 0; i < g.Tq; ++i) {
+            for (int64_t d = 0; d < D; ++d) qrow[d] = at(q, b, h, i, d);
+            const int64_t visible = p.causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
+            double mx = -std::numeric_limits<double>::infinity();
+            for (int64_t j = 0; j < visible; ++j) {
+              s[j] = dot(qrow.data(), keys.data() + j * D, D) * p.scale;
+              if (mask.data) s[j] += at(mask, b, h, i, j);
+              mx = std::max(mx, s[j]);
             }
-            for (double& a : acc) a /= sum;
-            l = mx + std::log(sum);
+            std::fill(acc.begin(), acc.end(), 0.0);
+            double l = -std::numeric_limits<double>::infinity();
+            if (mx > -std::numeric_limits<double>::infinity()) {  // fully masked rows output zeros
+              double sum = 0.0;
+              for (int64_t j = 0; j < visible; ++j) {
+                const double w = std::exp(s[j] - mx);
+                sum += w;
+                const double* vrow = values.data() + j * D;
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) acc[d] += w * vrow[d];
+              }
+              for (double& a : acc) a /= sum;
+              l = mx + std::log(sum);
+            }
+            store(lse.data, lse.dtype, b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2], l);
+            for (int64_t d = 0; d < D; ++d)
+              store(out.data, out.dtype,
+                    b * out.strides[0] + h * out.strides[1] + i * out.strides[2] + d * out.strides[3], acc[d]);
           }
-          store(lse.data, lse.dtype, lo, l);
-          for (int64_t d = 0; d < g.D; ++d)
-            store(out.data, out.dtype,
-                  b * out.strides[0] + h * out.strides[1] + i * out.strides[2] + d * out.strides[3], acc[d]);
-        }
+      }
   }
 }
 
