@@ -9,12 +9,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench/cpu_bandwidth.h"
+#include "bench/random_tokens.h"
 #include "core/atomic_file.h"
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -36,14 +36,6 @@ struct Options {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(3, static_cast<int32_t>(vocab - 1));  // past BOS/EOS
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = dist(rng);
-  return ids;
 }
 
 int run(const Options& o) {

@@ -16,11 +16,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/random_tokens.h"
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "cuda/common.h"
@@ -35,15 +35,6 @@ namespace {
 
 using models::LlamaConfig;
 using models::LlamaModel;
-
-
-std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(3, static_cast<int32_t>(vocab - 1));  // past BOS/EOS
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = dist(rng);
-  return ids;
-}
 
 struct Result {
   int64_t context = 0;
