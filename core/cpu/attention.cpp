@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/cpu_common.h"
+#include "core/cpu/half_convert.h"
 
 namespace lloco::cpu_impl {
 
@@ -47,47 +49,75 @@ void scores_row(std::vector<double>& s, const TensorRef& q, const TensorRef& k, 
 
 namespace {
 
-// Rows [0, T) x [0, D) of head h of r ([B, H, T, D] view) into a contiguous f64 buffer, once per
-// (batch, kv head) instead of one dtype-dispatched strided load per use.
-void gather_head(std::vector<double>& dst, const TensorRef& r, int64_t b, int64_t h, int64_t T, int64_t D) {
-  dst.resize(static_cast<size_t>(T * D));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t d = 0; d < D; ++d) dst[t * D + d] = at(r, b, h, t, d);
-}
+// Rows [0, T) x [0, D) of head h of one [B, H, T, D] operand as a dense array of KV (row stride ld),
+// built once per (batch, kv head). KV is float for f32/f16/bf16 operands (exact, and half the bytes
+// of f64: in decode the whole cache passes through here every step) and double for f64 ones. An f32
+// operand with unit stride along D is read in place; half rows are widened a row at a time.
+template <typename KV>
+struct HeadRows {
+  std::vector<KV> buffer;
+  const KV* data = nullptr;
+  int64_t ld = 0;
+
+  void gather(const TensorRef& r, int64_t b, int64_t h, int64_t T, int64_t D) {
+    const int64_t first = b * r.strides[0] + h * r.strides[1];
+    const bool unit_d = r.strides[3] == 1;
+    if constexpr (std::is_same_v<KV, float>) {
+      if (unit_d && r.dtype == DType::F32) {
+        data = static_cast<const float*>(r.data) + first;
+        ld = r.strides[2];
+        return;
+      }
+    }
+    buffer.resize(static_cast<size_t>(T * D));
+    data = buffer.data();
+    ld = D;
+    if constexpr (std::is_same_v<KV, float>) {
+      if (unit_d && (r.dtype == DType::BF16 || r.dtype == DType::F16)) {
+        const auto* src = static_cast<const uint16_t*>(r.data) + first;
+        for (int64_t t = 0; t < T; ++t) widen_half(src + t * r.strides[2], buffer.data() + t * D, D, r.dtype);
+        return;
+      }
+    }
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t d = 0; d < D; ++d) buffer[t * D + d] = static_cast<KV>(at(r, b, h, t, d));
+  }
+  const KV* row(int64_t t) const { return data + t * ld; }
+};
 
 // Dot product in f64 with independent partial sums (vectorizable; the order differs from a
 // sequential sum only by f64 rounding, far below any tolerance the reference is used with).
-inline double dot(const double* a, const double* b, int64_t n) {
+template <typename KV>
+inline double dot(const double* a, const KV* b, int64_t n) {
   double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
+  for (int64_t d = 0; d < n; ++d) sum += a[d] * static_cast<double>(b[d]);
   return sum;
 }
 
-}  // namespace
-
-// One task per (batch, kv head): its keys and values are gathered once into f64 rows, then every
-// query row of the heads that share them is scored, softmaxed and summed against those rows.
-void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
-                   const AttentionParams& p) {
+// One task per (batch, kv head): its keys and values are gathered once (HeadRows), then every query
+// row of the heads that share them is scored, softmaxed and summed against those rows in f64.
+template <typename KV>
+void attention_fwd_as(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
+                      const AttentionParams& p) {
   const Geometry g = geometry(q, k);
   const int64_t D = g.D;
 #pragma omp parallel if (q.numel() * k.shape[2] > kGrain)
   {
     std::vector<double> s(static_cast<size_t>(g.Tk)), acc(static_cast<size_t>(D)), qrow(static_cast<size_t>(D));
-    std::vector<double> keys, values;
+    HeadRows<KV> keys, values;
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < g.B; ++b)
       for (int64_t hk = 0; hk < g.Hkv; ++hk) {
-        gather_head(keys, k, b, hk, g.Tk, D);
-        gather_head(values, v, b, hk, g.Tk, D);
+        keys.gather(k, b, hk, g.Tk, D);
+        values.gather(v, b, hk, g.Tk, D);
         for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
           for (int64_t i = 0; i < g.Tq; ++i) {
             for (int64_t d = 0; d < D; ++d) qrow[d] = at(q, b, h, i, d);
             const int64_t visible = p.causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
             double mx = -std::numeric_limits<double>::infinity();
             for (int64_t j = 0; j < visible; ++j) {
-              s[j] = dot(qrow.data(), keys.data() + j * D, D) * p.scale;
+              s[j] = dot(qrow.data(), keys.row(j), D) * p.scale;
               if (mask.data) s[j] += at(mask, b, h, i, j);
               mx = std::max(mx, s[j]);
             }
@@ -98,9 +128,9 @@ void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Tenso
               for (int64_t j = 0; j < visible; ++j) {
                 const double w = std::exp(s[j] - mx);
                 sum += w;
-                const double* vrow = values.data() + j * D;
+                const KV* vrow = values.row(j);
 #pragma omp simd
-                for (int64_t d = 0; d < D; ++d) acc[d] += w * vrow[d];
+                for (int64_t d = 0; d < D; ++d) acc[d] += w * static_cast<double>(vrow[d]);
               }
               for (double& a : acc) a /= sum;
               l = mx + std::log(sum);
@@ -112,6 +142,16 @@ void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Tenso
           }
       }
   }
+}
+
+}  // namespace
+
+void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, TensorRef v, TensorRef mask,
+                   const AttentionParams& p) {
+  if (k.dtype == DType::F64 || v.dtype == DType::F64)
+    attention_fwd_as<double>(out, lse, q, k, v, mask, p);
+  else
+    attention_fwd_as<float>(out, lse, q, k, v, mask, p);
 }
 
 void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
