@@ -85,29 +85,14 @@ void bm_openblas(benchmark::State& state, Shape3 s) {
   set_flops(state, s);
 }
 
-// The memory floor's bandwidth (bench/cpu_bandwidth.h), one benchmark per read pattern; the summary
-// takes the faster.
-void bm_read_bandwidth(benchmark::State& state, lloco::bench::ReadPattern pattern) {
-  const lloco::Tensor buf = lloco::full({lloco::bench::kStreamFloats}, 1.0);  // lloco's allocator, like the weights
-  for (auto _ : state)
-    benchmark::DoNotOptimize(lloco::bench::stream_sum(buf.data<float>(), lloco::bench::kStreamFloats, pattern));
-  state.counters["GB/s"] = benchmark::Counter(
-      static_cast<double>(lloco::bench::stream_sum_reads(lloco::bench::kStreamFloats, omp_get_max_threads(), pattern)) *
-          sizeof(float) * state.iterations() / 1e9,
-      benchmark::Counter::kIsRate);
-}
-
 // Collects GFLOP/s per benchmark name so main can print lloco/OpenBLAS ratios.
 class CollectingReporter : public benchmark::ConsoleReporter {
  public:
   std::map<std::string, double> gflops;
-  double read_gbs = 0;
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       auto it = r.counters.find("GFLOP/s");
       if (it != r.counters.end() && r.run_type == Run::RT_Iteration) gflops[r.benchmark_name()] = it->second;
-      auto bw = r.counters.find("GB/s");
-      if (bw != r.counters.end() && r.run_type == Run::RT_Iteration) read_gbs = std::max(read_gbs, bw->second.value);
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -134,10 +119,6 @@ int main(int argc, char** argv) {
     for (const Shape3& s : shapes())
       if (s.b_transposed)
         benchmark::RegisterBenchmark(bench_name("lloco", dname, s).c_str(), bm_lloco_cold, s, dtype)->UseRealTime();
-  benchmark::RegisterBenchmark("read_bandwidth/four_streams", bm_read_bandwidth,
-                               lloco::bench::ReadPattern::kFourStreams)->UseRealTime();
-  benchmark::RegisterBenchmark("read_bandwidth/prefetched_stream", bm_read_bandwidth,
-                               lloco::bench::ReadPattern::kPrefetchedStream)->UseRealTime();
   benchmark::Initialize(&argc, argv);
   CollectingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
@@ -150,8 +131,11 @@ int main(int argc, char** argv) {
     const double ours = gflops(bench_name("lloco", "f32", s)), base = gflops(bench_name("openblas", "f32", s));
     if (ours > 0 && base > 0) std::printf("%-18s %12.1f %12.1f %8.2f\n", s.name, ours, base, ours / base);
   }
-  // Floor: the half W read once at the measured read bandwidth; "of floor" = floor time / our time.
-  const double read_gbs = reporter.read_gbs;
+  // Floor: the half W read once at the read bandwidth, the best of 5 passes of each read pattern
+  // measured now, after the products; "of floor" = floor time / our time.
+  const bool any_half = std::any_of(reporter.gflops.begin(), reporter.gflops.end(),
+                                    [](const auto& kv) { return kv.first.find("f16/") != std::string::npos; });
+  const double read_gbs = any_half ? lloco::bench::cpu_read_gbps() : 0.0;
   if (read_gbs > 0) std::printf("\nread bandwidth: %.1f GB/s (%d threads)\n", read_gbs, omp_get_max_threads());
   std::printf("%-6s %-18s %12s %14s %8s %12s %9s\n", "dtype", "shape", "lloco GF/s", "OpenBLAS f32", "ratio",
               "W GB/s", "of floor");
