@@ -29,26 +29,6 @@ inline double at(const TensorRef& r, int64_t b, int64_t h, int64_t t, int64_t d)
   return load(r.data, r.dtype, b * r.strides[0] + h * r.strides[1] + t * r.strides[2] + d * r.strides[3]);
 }
 
-// Raw scores (scaled + mask) of query row i against all keys; -inf where masked.
-void scores_row(std::vector<double>& s, const TensorRef& q, const TensorRef& k, const TensorRef& mask,
-                const AttentionParams& p, const Geometry& g, int64_t b, int64_t h, int64_t i) {
-  const int64_t hk = h / g.group;
-  for (int64_t j = 0; j < g.Tk; ++j) {
-    if (p.causal && j > i + g.causal_offset) {
-      s[j] = -std::numeric_limits<double>::infinity();
-      continue;
-    }
-    double dot = 0.0;
-    for (int64_t d = 0; d < g.D; ++d) dot += at(q, b, h, i, d) * at(k, b, hk, j, d);
-    s[j] = dot * p.scale;
-    if (mask.data) s[j] += at(mask, b, h, i, j);
-  }
-}
-
-}  // namespace
-
-namespace {
-
 // Rows [0, T) x [0, D) of head h of one [B, H, T, D] operand as a dense array of KV (row stride ld),
 // built once per (batch, kv head). KV is float for f32/f16/bf16 operands (exact, and half the bytes
 // of f64: in decode the whole cache passes through here every step) and double for f64 ones. An f32
@@ -154,56 +134,83 @@ void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Tenso
     attention_fwd_as<float>(out, lse, q, k, v, mask, p);
 }
 
-void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
-                   TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p) {
+namespace {
+
+// Row (b, h, i) of a [B, H, T, D] operand into dst (f64).
+void load_row(std::vector<double>& dst, const TensorRef& r, int64_t b, int64_t h, int64_t i, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) dst[d] = at(r, b, h, i, d);
+}
+
+// One task per (batch, kv head): it owns dk/dv of that head, so no races between threads. Keys and
+// values are gathered once (HeadRows); each query row recomputes its probabilities from the saved
+// log-sum-exp and adds its share to dq (its own row), dk and dv (f64 accumulators of the head).
+template <typename KV>
+void attention_bwd_as(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                      TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p) {
   const Geometry g = geometry(q, k);
-  // One task per (batch, kv head): it owns dk/dv of that head, so no races between threads.
+  const int64_t D = g.D;
 #pragma omp parallel if (q.numel() * k.shape[2] > kGrain)
   {
-    std::vector<double> s(static_cast<size_t>(g.Tk)), dqrow(static_cast<size_t>(g.D));
-    std::vector<double> dkacc, dvacc;
+    std::vector<double> qrow(static_cast<size_t>(D)), dorow(static_cast<size_t>(D)), orow(static_cast<size_t>(D));
+    std::vector<double> dqrow(static_cast<size_t>(D)), dkacc, dvacc;
+    HeadRows<KV> keys, values;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < g.B; ++b)
       for (int64_t hk = 0; hk < g.Hkv; ++hk) {
-        dkacc.assign(static_cast<size_t>(g.Tk * g.D), 0.0);
-        dvacc.assign(static_cast<size_t>(g.Tk * g.D), 0.0);
+        keys.gather(k, b, hk, g.Tk, D);
+        values.gather(v, b, hk, g.Tk, D);
+        dkacc.assign(static_cast<size_t>(g.Tk * D), 0.0);
+        dvacc.assign(static_cast<size_t>(g.Tk * D), 0.0);
         for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
           for (int64_t i = 0; i < g.Tq; ++i) {
-            scores_row(s, q, k, mask, p, g, b, h, i);
             const double l = load(lse.data, lse.dtype, b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2]);
-            double delta = 0.0;  // sum_d dO * O
-            for (int64_t d = 0; d < g.D; ++d) delta += at(dout, b, h, i, d) * at(out, b, h, i, d);
             std::fill(dqrow.begin(), dqrow.end(), 0.0);
-            if (l > -std::numeric_limits<double>::infinity()) {
-              for (int64_t j = 0; j < g.Tk; ++j) {
-                const double pij = std::exp(s[j] - l);
+            if (l > -std::numeric_limits<double>::infinity()) {  // a row with no visible key has zero grads
+              load_row(qrow, q, b, h, i, D);
+              load_row(dorow, dout, b, h, i, D);
+              load_row(orow, out, b, h, i, D);
+              const double delta = dot(dorow.data(), orow.data(), D);  // sum_d dO * O
+              const int64_t visible = p.causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
+              for (int64_t j = 0; j < visible; ++j) {
+                double score = dot(qrow.data(), keys.row(j), D) * p.scale;
+                if (mask.data) score += at(mask, b, h, i, j);
+                const double pij = std::exp(score - l);
                 if (pij == 0.0) continue;
-                double dp = 0.0;
-                for (int64_t d = 0; d < g.D; ++d) {
-                  const double go = at(dout, b, h, i, d);
-                  dvacc[j * g.D + d] += pij * go;
-                  dp += go * at(v, b, hk, j, d);
-                }
-                const double ds = pij * (dp - delta) * p.scale;
-                for (int64_t d = 0; d < g.D; ++d) {
-                  dqrow[d] += ds * at(k, b, hk, j, d);
-                  dkacc[j * g.D + d] += ds * at(q, b, h, i, d);
+                const double ds = pij * (dot(dorow.data(), values.row(j), D) - delta) * p.scale;
+                const KV* krow = keys.row(j);
+                double* dkj = dkacc.data() + j * D;
+                double* dvj = dvacc.data() + j * D;
+#pragma omp simd
+                for (int64_t d = 0; d < D; ++d) {
+                  dvj[d] += pij * dorow[d];
+                  dqrow[d] += ds * static_cast<double>(krow[d]);
+                  dkj[d] += ds * qrow[d];
                 }
               }
             }
-            for (int64_t d = 0; d < g.D; ++d)
+            for (int64_t d = 0; d < D; ++d)
               store(dq.data, dq.dtype, b * dq.strides[0] + h * dq.strides[1] + i * dq.strides[2] + d * dq.strides[3],
                     dqrow[d]);
           }
         for (int64_t j = 0; j < g.Tk; ++j)
-          for (int64_t d = 0; d < g.D; ++d) {
+          for (int64_t d = 0; d < D; ++d) {
             store(dk.data, dk.dtype, b * dk.strides[0] + hk * dk.strides[1] + j * dk.strides[2] + d * dk.strides[3],
-                  dkacc[j * g.D + d]);
+                  dkacc[j * D + d]);
             store(dv.data, dv.dtype, b * dv.strides[0] + hk * dv.strides[1] + j * dv.strides[2] + d * dv.strides[3],
-                  dvacc[j * g.D + d]);
+                  dvacc[j * D + d]);
           }
       }
   }
+}
+
+}  // namespace
+
+void attention_bwd(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, TensorRef q, TensorRef k,
+                   TensorRef v, TensorRef mask, TensorRef out, TensorRef lse, const AttentionParams& p) {
+  if (k.dtype == DType::F64 || v.dtype == DType::F64)
+    attention_bwd_as<double>(dq, dk, dv, dout, q, k, v, mask, out, lse, p);
+  else
+    attention_bwd_as<float>(dq, dk, dv, dout, q, k, v, mask, out, lse, p);
 }
 
 }  // namespace lloco::cpu_impl
