@@ -21,6 +21,7 @@
 // GCC 12 warns about its own AVX-512 lane extraction in the reductions below (GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_reduce_add_ps's _mm512_undefined (same bug)
 #endif
 
 #include "core/cpu/matmul_skinny.h"
@@ -60,12 +61,18 @@ inline Vec load_vec(const float* p) {
   return v;
 }
 
+// Sum of the lanes. AVX-512: a shuffle tree in registers (the lane-by-lane loop through memory cost
+// about a quarter of a 4 x 6 tile's time per 1024-deep k block).
 inline float hsum(Vec v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
+#else
   float lanes[kLanes];
   std::memcpy(lanes, &v, sizeof(v));
   float s = 0.f;
   for (float x : lanes) s += x;
   return s;
+#endif
 }
 
 // Weight element loaders: kLanes consecutive weights as floats. Half weights are widened in registers
