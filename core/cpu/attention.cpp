@@ -25,8 +25,18 @@ Geometry geometry(const TensorRef& q, const TensorRef& k) {
   return g;
 }
 
+// Keys query row i may see: all of them, or the first i + (Tk - Tq) + 1 when causal.
+int64_t visible_keys(const Geometry& g, bool causal, int64_t i) {
+  return causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
+}
+
 inline double at(const TensorRef& r, int64_t b, int64_t h, int64_t t, int64_t d) {
   return load(r.data, r.dtype, b * r.strides[0] + h * r.strides[1] + t * r.strides[2] + d * r.strides[3]);
+}
+
+// Row (b, h, i) of a [B, H, T, D] operand into dst (f64).
+void load_row(std::vector<double>& dst, const TensorRef& r, int64_t b, int64_t h, int64_t i, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) dst[d] = at(r, b, h, i, d);
 }
 
 // Rows [0, T) x [0, D) of head h of one [B, H, T, D] operand as a dense array of KV (row stride ld),
@@ -93,8 +103,8 @@ void attention_fwd_as(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Te
         values.gather(v, b, hk, g.Tk, D);
         for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
           for (int64_t i = 0; i < g.Tq; ++i) {
-            for (int64_t d = 0; d < D; ++d) qrow[d] = at(q, b, h, i, d);
-            const int64_t visible = p.causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
+            load_row(qrow, q, b, h, i, D);
+            const int64_t visible = visible_keys(g, p.causal, i);
             double mx = -std::numeric_limits<double>::infinity();
             for (int64_t j = 0; j < visible; ++j) {
               s[j] = dot(qrow.data(), keys.row(j), D) * p.scale;
@@ -136,11 +146,6 @@ void attention_fwd(TensorRef out, TensorRef lse, TensorRef q, TensorRef k, Tenso
 
 namespace {
 
-// Row (b, h, i) of a [B, H, T, D] operand into dst (f64).
-void load_row(std::vector<double>& dst, const TensorRef& r, int64_t b, int64_t h, int64_t i, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) dst[d] = at(r, b, h, i, d);
-}
-
 // One task per (batch, kv head): it owns dk/dv of that head, so no races between threads. Keys and
 // values are gathered once (HeadRows); each query row recomputes its probabilities from the saved
 // log-sum-exp and adds its share to dq (its own row), dk and dv (f64 accumulators of the head).
@@ -170,7 +175,7 @@ void attention_bwd_as(TensorRef dq, TensorRef dk, TensorRef dv, TensorRef dout, 
               load_row(dorow, dout, b, h, i, D);
               load_row(orow, out, b, h, i, D);
               const double delta = dot(dorow.data(), orow.data(), D);  // sum_d dO * O
-              const int64_t visible = p.causal ? std::clamp<int64_t>(i + g.causal_offset + 1, 0, g.Tk) : g.Tk;
+              const int64_t visible = visible_keys(g, p.causal, i);
               for (int64_t j = 0; j < visible; ++j) {
                 double score = dot(qrow.data(), keys.row(j), D) * p.scale;
                 if (mask.data) score += at(mask, b, h, i, j);

@@ -112,6 +112,18 @@ struct F16Weights {
 
 using Acc = float[kMR][kNR];
 
+// A tile's epilogue: acc[i][j] = the lanes of v[i][j] plus the scalar tail k .. kc of the products.
+template <int MR, int NR, typename Wl>
+void finish_tile(const Vec (&v)[MR][NR], const float* x, int64_t lda, const typename Wl::T* w, int64_t ldw, int64_t k,
+                 int64_t kc, Acc& acc) {
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      float s = hsum(v[i][j]);
+      for (int64_t kk = k; kk < kc; ++kk) s += x[i * lda + kk] * Wl::scalar(w[j * ldw + kk]);
+      acc[i][j] = s;
+    }
+}
+
 // acc[i][j] = sum over k in [0, kc) of x[i * lda + k] * w[j * ldw + k], for the first MR rows of x
 // and NR rows of w (elements of Wl::T).
 template <int MR, int NR, typename Wl>
@@ -127,12 +139,7 @@ void tile(const float* x, int64_t lda, const void* w_any, int64_t ldw, int64_t k
       for (int j = 0; j < NR; ++j) v[i][j] += xv * wv[j];
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      float s = hsum(v[i][j]);
-      for (int64_t kk = k; kk < kc; ++kk) s += x[i * lda + kk] * Wl::scalar(w[j * ldw + kk]);
-      acc[i][j] = s;
-    }
+  finish_tile<MR, NR, Wl>(v, x, lda, w, ldw, k, kc, acc);
 }
 
 // The tile for a single row tile of x (decode: MR <= kMR rows in all): the same products as `tile`,
@@ -161,12 +168,7 @@ void streaming_tile(const float* x, int64_t lda, const void* w_any, int64_t ldw,
     for (int64_t s = 0; s < kPerLine; s += kLanes) step(k + s);
   }
   for (; k + kLanes <= kc; k += kLanes) step(k);
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      float s = hsum(v[i][j]);
-      for (int64_t kk = k; kk < kc; ++kk) s += x[i * lda + kk] * Wl::scalar(w[j * ldw + kk]);
-      acc[i][j] = s;
-    }
+  finish_tile<MR, NR, Wl>(v, x, lda, w, ldw, k, kc, acc);
 }
 
 using TileFn = void (*)(const float*, int64_t, const void*, int64_t, int64_t, Acc&);
