@@ -34,6 +34,7 @@ const std::vector<Shape3>& shapes() {
       {"llama_down_m1", 1, 4096, 11008, true},  {"llama_qkvo_m16", 16, 4096, 4096, true},
       {"llama_qkvo_m64", 64, 4096, 4096, true}, {"llama_up_m64", 64, 11008, 4096, true},
       {"llama_down_m64", 64, 4096, 11008, true}, {"llama_qkvo_m512", 512, 4096, 4096, true},
+      {"llama_up_m512", 512, 11008, 4096, true}, {"llama_down_m512", 512, 4096, 11008, true},
   };
   return s;
 }

@@ -101,7 +101,13 @@ void elementwise_unary(UnaryOp op, TensorRef out, TensorRef in, double param);
 void elementwise_binary(BinaryOp op, TensorRef out, TensorRef a, TensorRef b);
 void reduce(ReduceOp op, TensorRef out, TensorRef in);
 void softmax(TensorRef out, TensorRef in, int dim, bool log);
-void matmul(TensorRef out, TensorRef a, TensorRef b, bool accumulate = false);  // out (+)= a @ b
+// Products with an f16 / bf16 right operand and more than kHalfSkinnyMaxRows rows (prefill, training)
+// widen it to f32 a panel of output columns at a time, at most `half_panel_bytes` of f32, and multiply
+// through Eigen's GEMM (core/cpu/matmul.cpp). Tests pass a small budget to cross panel edges.
+constexpr int64_t kHalfSkinnyMaxRows = 96;
+constexpr int64_t kHalfPanelBytes = int64_t{24} << 20;
+void matmul(TensorRef out, TensorRef a, TensorRef b, bool accumulate = false,
+            int64_t half_panel_bytes = kHalfPanelBytes);  // out (+)= a @ b
 void cross_entropy_fwd(TensorRef loss, TensorRef lse, TensorRef logits, TensorRef targets, int64_t ignore_index);
 void cross_entropy_bwd(TensorRef dlogits, TensorRef dloss, TensorRef logits, TensorRef lse, TensorRef targets,
                        int64_t ignore_index);

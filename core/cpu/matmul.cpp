@@ -2,8 +2,9 @@
 // or outer stride are mapped in place (row- or column-major), so transposed views cost no copy.
 // Eigen's GEMM uses OpenMP threads; batches run in parallel instead when there are enough of them.
 // f32 products of few rows against a [N, K] weight view (x @ w^T) take gemm_skinny instead, and so do
-// f16 / bf16 ones of any row count, in blocks of rows: the weight is read in its own type (a half
-// model's decode streams 2 bytes per weight) and never widened whole.
+// f16 / bf16 ones of up to kHalfSkinnyMaxRows rows: the weight is read in its own type (a half model's
+// decode streams 2 bytes per weight). Half weights against more rows are widened a panel at a time
+// into Eigen's GEMM; no path widens a whole half weight.
 
 // GCC 12 warns inside its own AVX-512 intrinsics where Eigen's reductions inline them (GCC bug
 // 105593); the warnings point into the compiler's headers, not at this code.
@@ -140,11 +141,38 @@ bool is_dense(const TensorRef& r) {
 
 bool is_half(DType dt) { return dt == DType::F16 || dt == DType::BF16; }
 
+// A [B, M, X] view whose rows have unit stride, in f32 or a half type: rows are converted by vector code.
+bool unit_rows(const TensorRef& r) {
+  return r.ndim == 3 && (r.strides[2] == 1 || r.shape[2] == 1) &&
+         (r.dtype == DType::F32 || is_half(r.dtype));
+}
+
+// Calls fn(row start, index of the row's first element in a dense [B, M, X] layout) for every row of a
+// unit_rows view, rows in parallel when there is enough work.
+template <typename Fn>
+void for_each_row(const TensorRef& r, Fn&& fn) {
+  const int64_t rows = r.shape[0] * r.shape[1], X = r.shape[2], esize = static_cast<int64_t>(dtype_size(r.dtype));
+  char* base = static_cast<char*>(r.data);
+#pragma omp parallel for schedule(static) if (rows * X > kGrain)
+  for (int64_t q = 0; q < rows; ++q) {
+    const int64_t i = q / r.shape[1], m = q % r.shape[1];
+    fn(base + (i * r.strides[0] + m * r.strides[1]) * esize, q * X);
+  }
+}
+
 // Half types: widen to f32, multiply, round once on store (f32 accumulation, as on GPUs). A dense half
 // view (keep_layout) or a contiguous one is converted as one vectorized run and keeps its strides;
 // anything else is gathered into a contiguous buffer.
 TensorRef widen(TensorRef r, std::vector<float>& buf, bool keep_layout = true) {
   const int64_t n = r.numel();
+  if (!keep_layout && !is_contiguous(r) && unit_rows(r)) {  // e.g. a column block of a [B, M, N] out
+    TensorRef w = widen_shape(r, buf);
+    for_each_row(r, [&](const char* row, int64_t dense) {
+      if (r.dtype == DType::F32) std::memcpy(buf.data() + dense, row, static_cast<size_t>(r.shape[2]) * 4);
+      else widen_half(reinterpret_cast<const uint16_t*>(row), buf.data() + dense, r.shape[2], r.dtype);
+    });
+    return w;
+  }
   if (is_half(r.dtype) && (keep_layout ? is_dense(r) : is_contiguous(r))) {
     buf.resize(static_cast<size_t>(n));
     const auto* src = static_cast<const uint16_t*>(r.data);
@@ -168,6 +196,13 @@ TensorRef widen(TensorRef r, std::vector<float>& buf, bool keep_layout = true) {
 
 // Writes the contiguous f32 result `values` (shaped like out) into out, rounding to its dtype.
 void store_result(TensorRef out, const std::vector<float>& values) {
+  if (!is_contiguous(out) && unit_rows(out)) {
+    for_each_row(out, [&](char* row, int64_t dense) {
+      if (out.dtype == DType::F32) std::memcpy(row, values.data() + dense, static_cast<size_t>(out.shape[2]) * 4);
+      else narrow_to_half(values.data() + dense, reinterpret_cast<uint16_t*>(row), out.shape[2], out.dtype);
+    });
+    return;
+  }
   if (is_half(out.dtype) && is_contiguous(out)) {
     auto* dst = static_cast<uint16_t*>(out.data);
     const int64_t n = out.numel(), chunks = std::max<int64_t>(1, n / kGrain);
@@ -183,48 +218,98 @@ void store_result(TensorRef out, const std::vector<float>& values) {
   });
 }
 
-// Rows [m0, m0 + rows) of batch i of a [B, M, X] view, as a [1, rows, X] view.
-TensorRef row_block(TensorRef r, int64_t i, int64_t m0, int64_t rows) {
+// Rows [m0, m0 + rows) and columns [c0, c0 + cols) of batch i of a [B, M, X] view, as [1, rows, cols].
+TensorRef sub_block(TensorRef r, int64_t i, int64_t m0, int64_t rows, int64_t c0, int64_t cols) {
   TensorRef v = r;
   v.data = static_cast<char*>(r.data) +
-           (i * r.strides[0] + m0 * r.strides[1]) * static_cast<int64_t>(dtype_size(r.dtype));
+           (i * r.strides[0] + m0 * r.strides[1] + c0 * r.strides[2]) * static_cast<int64_t>(dtype_size(r.dtype));
   v.shape[0] = 1;
   v.shape[1] = rows;
+  v.shape[2] = cols;
   return v;
 }
 
-// x @ w^T where w is f16 / bf16 in nn.Linear layout (b = w^T has unit stride along K). w goes to
-// gemm_skinny in its own dtype, never widened whole; x and out pass through f32 in blocks of
-// kSkinnyMaxRows rows, so a prefill of thousands of tokens needs buffers of 128 rows only (whole
-// widened operands cost more in page faults and conversion than the product at these sizes).
+// A weight shared by the batch ([B, M, K] @ broadcast [K, N]) with batches of a and out that continue
+// each other's rows is one [1, B * M, K] product: a batch of decode rows reads the weight once.
+void fold_batch(TensorRef& out, TensorRef& a, TensorRef& b) {
+  const int64_t B = out.shape[0], M = out.shape[1];
+  if (B == 1 || b.strides[0] != 0 || a.strides[0] != M * a.strides[1] || out.strides[0] != M * out.strides[1])
+    return;
+  out.shape[1] = a.shape[1] = B * M;
+  out.shape[0] = a.shape[0] = b.shape[0] = 1;
+}
+
+// x @ w^T with few rows, w f16 / bf16 in nn.Linear layout (b = w^T has unit stride along K): w goes to
+// gemm_skinny in its own dtype, never widened; x and out pass through f32 (at most
+// kHalfSkinnyMaxRows rows, so small buffers).
 bool half_linear(TensorRef out, TensorRef a, TensorRef b, bool accumulate) {
   const int64_t B = out.shape[0], M = out.shape[1], N = out.shape[2], K = a.shape[2];
-  if (!is_half(b.dtype) || b.strides[1] != 1 || K < 16 || N < 1) return false;
-  std::vector<float> xbuf, obuf;  // reused by every row block
-  for (int64_t i = 0; i < B; ++i)
-    for (int64_t m0 = 0; m0 < M; m0 += kSkinnyMaxRows) {
-      const int64_t rows = std::min(kSkinnyMaxRows, M - m0);
-      const TensorRef x_rows = row_block(a, i, m0, rows), out_rows = row_block(out, i, m0, rows);
-      const TensorRef wx = widen(x_rows, xbuf, /*keep_layout=*/false);  // contiguous: unit stride along K
-      const TensorRef wo = accumulate ? widen(out_rows, obuf, /*keep_layout=*/false) : widen_shape(out_rows, obuf);
-      const auto* w = static_cast<const uint16_t*>(b.data) + i * b.strides[0];
-      gemm_skinny(static_cast<float*>(wo.data), N, 1, static_cast<const float*>(wx.data), K, w, b.dtype,
-                  b.strides[2], rows, N, K, accumulate);
-      store_result(out_rows, obuf);
+  if (!is_half(b.dtype) || b.strides[1] != 1 || K < 16 || N < 1 || M > kHalfSkinnyMaxRows) return false;
+  std::vector<float> xbuf, obuf;  // reused by every batch
+  for (int64_t i = 0; i < B; ++i) {
+    const TensorRef x_rows = sub_block(a, i, 0, M, 0, K), out_rows = sub_block(out, i, 0, M, 0, N);
+    const TensorRef wx = widen(x_rows, xbuf, /*keep_layout=*/false);  // contiguous: unit stride along K
+    const TensorRef wo = accumulate ? widen(out_rows, obuf, /*keep_layout=*/false) : widen_shape(out_rows, obuf);
+    const auto* w = static_cast<const uint16_t*>(b.data) + i * b.strides[0];
+    gemm_skinny(static_cast<float*>(wo.data), N, 1, static_cast<const float*>(wx.data), K, w, b.dtype, b.strides[2],
+                M, N, K, accumulate);
+    store_result(out_rows, obuf);
+  }
+  return true;
+}
+
+// a @ b for an f16 / bf16 b [B, K, N] with unit stride along K (w^T of a [N, K] weight) or along N,
+// against many rows of a. Eigen's GEMM packs b anyway; handing it b widened one panel of columns at a
+// time (up to panel_bytes of f32) keeps the temporary bounded and widens each weight element once per
+// call, a cost the M >= 96 products of that element hide (bf16 4096 x 4096 at M = 512: 324 GFLOP/s,
+// against 166 through gemm_skinny's row blocks). A weight shared by the batch is widened once for all.
+bool half_panels(TensorRef out, TensorRef a, TensorRef b, bool accumulate, int64_t panel_bytes) {
+  const int64_t B = out.shape[0], M = out.shape[1], N = out.shape[2], K = a.shape[2];
+  const bool weight_rows = b.strides[1] == 1 || K == 1;  // panel = np rows of w [N, K]
+  if (!is_half(b.dtype) || !(weight_rows || b.strides[2] == 1) || K == 0 || N == 0 || M == 0) return false;
+  const int64_t by_budget = panel_bytes / (K * static_cast<int64_t>(sizeof(float)));
+  const int64_t panel_cols = std::min(N, std::max<int64_t>(16, by_budget / 16 * 16));
+  const bool shared_weight = b.strides[0] == 0 || B == 1;
+  std::vector<float> abuf, panel(static_cast<size_t>(panel_cols * K)), obuf;
+  // Activations: widened once, whole (a dense view such as a transposed dy keeps its layout).
+  const TensorRef wa = a.dtype == DType::F32 ? a : widen(a, abuf, /*keep_layout=*/is_dense(a));
+  for (int64_t n0 = 0; n0 < N; n0 += panel_cols) {
+    const int64_t np = std::min(panel_cols, N - n0);
+    for (int64_t i = 0; i < B; ++i) {
+      if (i == 0 || !shared_weight) {
+        // [np, K] rows of w (weight_rows) or [K, np] slices of b's rows, f32, contiguous.
+        const auto* base = static_cast<const uint16_t*>(sub_block(b, i, 0, K, n0, np).data);
+        const int64_t lines = weight_rows ? np : K, len = weight_rows ? K : np;
+        const int64_t stride = weight_rows ? b.strides[2] : b.strides[1];
+#pragma omp parallel for schedule(static) if (np * K > kGrain)
+        for (int64_t l = 0; l < lines; ++l) widen_half(base + l * stride, panel.data() + l * len, len, b.dtype);
+      }
+      const Operand<float> P = weight_rows ? Operand<float>{panel.data(), K, np, 1, K}
+                                           : Operand<float>{panel.data(), K, np, np, 1};
+      const Operand<float> A{static_cast<const float*>(wa.data) + i * wa.strides[0], M, K, wa.strides[1],
+                             wa.strides[2]};
+      const TensorRef out_block = sub_block(out, i, 0, M, n0, np);
+      if (accumulate) widen(out_block, obuf, /*keep_layout=*/false);  // contiguous [M, np]
+      else widen_shape(out_block, obuf);
+      gemm_into<float>(Eigen::Map<RowMat<float>>(obuf.data(), M, np), A, P, accumulate);
+      store_result(out_block, obuf);
     }
+  }
   return true;
 }
 
 }  // namespace
 
-void matmul(TensorRef out, TensorRef a, TensorRef b, bool accumulate) {
+void matmul(TensorRef out, TensorRef a, TensorRef b, bool accumulate, int64_t half_panel_bytes) {
   if (accumulate)
     LLOCO_CHECK(out.shape[0] == 1 || out.strides[0] != 0, "matmul_add", "out must not broadcast over the batch");
+  fold_batch(out, a, b);
   if (out.dtype == DType::F32 && a.dtype == DType::F32 && b.dtype == DType::F32)
     return gemm_native<float>(out, a, b, accumulate);
   if (out.dtype == DType::F64 && a.dtype == DType::F64 && b.dtype == DType::F64)
     return gemm_native<double>(out, a, b, accumulate);
   if (half_linear(out, a, b, accumulate)) return;
+  if (half_panels(out, a, b, accumulate, half_panel_bytes)) return;
   std::vector<float> abuf, bbuf, obuf;
   TensorRef wa = widen(a, abuf), wb = widen(b, bbuf);
   TensorRef wo = accumulate ? widen(out, obuf, /*keep_layout=*/false) : widen_shape(out, obuf);
