@@ -15,6 +15,9 @@
 #include "models/checkpoint.h"
 #include "models/generate.h"
 #include "models/tokenizer.h"
+#if defined(LLOCO_WITH_LORA)
+#include "lora/peft_io.h"
+#endif
 
 namespace {
 
@@ -39,6 +42,8 @@ Generates text with a LLaMA-family model, printing tokens as they come.
   --seed S                 sampling seed (default 0)
   --stop STR               stop when STR appears (repeatable)
   --dtype f32|bf16|f16     parameter dtype (default: as stored)
+  --adapter DIR            a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)
+                           applied to the model's projections, unmerged
   --device cpu|cuda[:N]    default cpu
   --help                   this text
 )";
@@ -81,7 +86,7 @@ int run_generate(const std::vector<std::string>& raw) {
   }
   const apps::Args args(argv,
                         {"model", "tokenizer", "prompt", "prompt-file", "max-new-tokens", "temperature", "top-k", "top-p",
-                         "repetition-penalty", "seed", "dtype", "device"},
+                         "repetition-penalty", "seed", "dtype", "device", "adapter"},
                         {"help"});
   if (args.flag("help")) {
     std::printf("%s", kUsage);
@@ -102,8 +107,22 @@ int run_generate(const std::vector<std::string>& raw) {
   LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
   const std::string model_path = args.str("model", "");
-  LlamaModel model = load_model(model_path, load).to(parse_device(args.str("device", "cpu")));
-  const std::string tok_path = args.str("tokenizer", find_tokenizer(model_path));
+  const Device device = parse_device(args.str("device", "cpu"));
+  LlamaModel model = load_model(model_path, load).to(device);
+  if (args.has("adapter")) {
+#if defined(LLOCO_WITH_LORA)
+    const std::string dir = args.str("adapter", "");
+    auto adapters = std::make_shared<lora::LoraAdapters>(
+        lora::load_peft_adapters(model.config, {dir}, model.embed_tokens.dtype(), device));
+    lora::attach(model, adapters, {0});
+    std::fprintf(stderr, "adapter %s: r %lld, scale %g, %zu target modules\n", dir.c_str(),
+                 static_cast<long long>(adapters->config().rank), adapters->config().scale(),
+                 adapters->config().targets.size());
+#else
+    throw std::runtime_error("--adapter needs the lora layer (LLOCO_LAYERS without lora in this build)");
+#endif
+  }
+  const std::string tok_path = args.has("tokenizer") ? args.str("tokenizer", "") : find_tokenizer(model_path);
   const auto tok = open_tokenizer(tok_path, model.config.vocab_size);
 
   GenerateOptions opts;

@@ -1,0 +1,120 @@
+// The LLaMA model with PEFT LoRA adapters attached (lora/) on the CUDA backend, against PEFT's own
+// outputs (tests/fixtures/lora, gen_lora_fixtures.py): f32 logits, the answer-only loss and every
+// LoRA gradient with the base frozen, a batch mixing two adapters and the base model against the
+// CPU, and bf16 weights tracking the f32 CPU forward (bound as in test_cuda_llama.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/safetensors.h"
+#include "lora/adapters.h"
+#include "lora/peft_io.h"
+#include "models/checkpoint.h"
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace lloco;
+using namespace lloco::models;
+
+namespace {
+
+const std::string kModelDir = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
+const std::string kAdapterDir = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_adapter";
+const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_expected.safetensors";
+constexpr double kF32Tol = 1e-4;       // relative to the largest reference value
+constexpr double kBf16RelNorm = 2e-2;  // test_cuda_llama.cpp's bf16 bound
+
+using CudaLlamaLora = cuda_test::CudaTest;
+
+DiffStats diff(const Tensor& got, const Tensor& ref) {
+  EXPECT_EQ(shape_str(got.shape()), shape_str(ref.shape()));
+  return compare_tensors(got.to(cpu()).to(DType::F32), ref.to(cpu()).to(DType::F32));
+}
+
+ForwardInput fixture_input(const SafetensorsFile& ex, Device dev) {
+  ForwardInput in;
+  in.prefix_embeddings = ex.get("prefix").to(dev);
+  in.input_ids = ex.get("ids").to(dev);
+  return in;
+}
+
+Tensor shifted_loss(const Tensor& logits, const Tensor& labels) {
+  const int64_t B = logits.size(0), S = logits.size(1), V = logits.size(2);
+  const Tensor l = logits.narrow(1, 0, S - 1).contiguous().reshape({B * (S - 1), V});
+  const Tensor t = labels.narrow(1, 1, S - 1).contiguous().reshape({B * (S - 1)});
+  return cross_entropy(l, t, -100);
+}
+
+}  // namespace
+
+TEST_F(CudaLlamaLora, F32LogitsLossAndLoraGradientsMatchPeft) {
+  LlamaModel m = load_hf_model(kModelDir).to(cuda());
+  auto adapters =
+      std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(m.config, {kAdapterDir}, DType::F32, cuda()));
+  for (Tensor* p : adapters->parameters()) p->requires_grad_(true);
+  lora::attach(m, adapters, {0, 0});
+  const SafetensorsFile ex = load_safetensors(kExpected);
+  const Tensor logits = m.forward(fixture_input(ex, cuda())).logits;
+  const DiffStats d = diff(logits, ex.get("logits"));
+  EXPECT_LE(d.max_abs, kF32Tol * d.max_ref);
+  const Tensor loss = shifted_loss(logits, ex.get("labels").to(cuda()));
+  const DiffStats dl = diff(loss, ex.get("loss"));
+  EXPECT_LE(dl.max_abs, 1e-5 * dl.max_ref);
+  loss.backward();
+  const auto named = adapters->named_weights(0);
+  const std::vector<Tensor*> params = adapters->parameters();  // a, b per (layer, target): named order
+  ASSERT_EQ(named.size(), params.size());
+  for (size_t i = 0; i < named.size(); ++i) {
+    ASSERT_TRUE(params[i]->grad().defined()) << named[i].first;
+    const DiffStats g = diff(params[i]->grad().select(0, 0), ex.get("grad." + named[i].first));
+    EXPECT_LE(g.max_abs, kF32Tol * g.max_ref) << named[i].first;
+  }
+  for (const auto& [name, p] : m.named_parameters()) EXPECT_FALSE(p.grad().defined()) << name << " is frozen";
+}
+
+TEST_F(CudaLlamaLora, MixedAdapterBatchMatchesCpu) {
+  // Adapter 0: PEFT's, adapter 1: random; rows use [1, -1, 0, 1].
+  LlamaModel cpu_model = load_hf_model(kModelDir);
+  const lora::LoraAdapters peft = lora::load_peft_adapters(cpu_model.config, {kAdapterDir});
+  auto cpu_adapters = std::make_shared<lora::LoraAdapters>(lora::LoraAdapters::zeros(cpu_model.config, peft.config(), 2));
+  uint64_t seed = 40;
+  for (int64_t l = 0; l < cpu_model.config.num_layers; ++l)
+    for (Proj p : peft.config().targets) {
+      cpu_adapters->set(0, l, p, peft.a(l, p).select(0, 0), peft.b(l, p).select(0, 0));
+      cpu_adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, ++seed), 0.2),
+                        mul(randn({peft.b(l, p).size(1), 8}, ++seed), 0.2));
+    }
+  const std::vector<int64_t> assignment{1, -1, 0, 1};
+  lora::attach(cpu_model, cpu_adapters, assignment);
+  LlamaModel gpu_model = load_hf_model(kModelDir).to(cuda());
+  lora::attach(gpu_model, std::make_shared<lora::LoraAdapters>(cpu_adapters->to(cuda())), assignment);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 4 * 9; ++i) ids.push_back(3 + (i * 11) % 60);
+  ForwardInput in;
+  in.input_ids = from_vector<int64_t>(ids, {4, 9}, DType::I64);
+  const Tensor want = cpu_model.forward(in).logits;
+  in.input_ids = in.input_ids.to(cuda());
+  const DiffStats d = diff(gpu_model.forward(in).logits, want);
+  EXPECT_LE(d.max_abs, kF32Tol * d.max_ref);
+}
+
+TEST_F(CudaLlamaLora, Bf16TracksF32Cpu) {
+  LlamaModel ref_model = load_hf_model(kModelDir);
+  lora::attach(ref_model, std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(ref_model.config, {kAdapterDir})),
+               {0, 0});
+  LlamaModel bf = load_hf_model(kModelDir, {DType::BF16}).to(cuda());
+  lora::attach(bf,
+               std::make_shared<lora::LoraAdapters>(
+                   lora::load_peft_adapters(bf.config, {kAdapterDir}, DType::BF16, cuda())),
+               {0, 0});
+  const SafetensorsFile ex = load_safetensors(kExpected);
+  const Tensor ref = ref_model.forward(fixture_input(ex, cpu())).logits;
+  ForwardInput in = fixture_input(ex, cuda());
+  in.prefix_embeddings = in.prefix_embeddings.to(DType::BF16);
+  const DiffStats d = diff(bf.forward(in).logits, ref);
+  EXPECT_LE(std::sqrt(d.nmse), kBf16RelNorm);
+  EXPECT_LE(d.max_abs, 0.05 * d.max_ref);
+}
