@@ -84,8 +84,9 @@ TEST_F(CudaLlamaLora, MixedAdapterBatchMatchesCpu) {
   for (int64_t l = 0; l < cpu_model.config.num_layers; ++l)
     for (Proj p : peft.config().targets) {
       cpu_adapters->set(0, l, p, peft.a(l, p).select(0, 0), peft.b(l, p).select(0, 0));
-      cpu_adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, ++seed), 0.2),
-                        mul(randn({peft.b(l, p).size(1), 8}, ++seed), 0.2));
+      cpu_adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, seed), 0.2),
+                        mul(randn({peft.b(l, p).size(1), 8}, seed + 1), 0.2));
+      seed += 2;
     }
   const std::vector<int64_t> assignment{1, -1, 0, 1};
   lora::attach(cpu_model, cpu_adapters, assignment);
@@ -111,7 +112,7 @@ TEST_F(CudaLlamaLora, Bf16TracksF32Cpu) {
                    lora::load_peft_adapters(bf.config, {kAdapterDir}, DType::BF16, cuda())),
                {0, 0});
   const SafetensorsFile ex = load_safetensors(kExpected);
-  const Tensor ref = ref_model.forward(fixture_input(ex, cpu())).logits;
+  const Tensor ref = ref_model.forward(fixture_input(ex, lloco::cpu())).logits;
   ForwardInput in = fixture_input(ex, cuda());
   in.prefix_embeddings = in.prefix_embeddings.to(DType::BF16);
   const DiffStats d = diff(bf.forward(in).logits, ref);

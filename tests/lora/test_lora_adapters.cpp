@@ -111,8 +111,9 @@ TEST(LoraAdapters, SequencesOfOneBatchUseTheirOwnAdapters) {
   for (int64_t l = 0; l < model.config.num_layers; ++l)
     for (Proj p : peft.config().targets) {
       adapters->set(0, l, p, peft.a(l, p).select(0, 0), peft.b(l, p).select(0, 0));
-      adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, ++seed), 0.2),
-                    mul(randn({peft.b(l, p).size(1), 8}, ++seed), 0.2));
+      adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, seed), 0.2),
+                    mul(randn({peft.b(l, p).size(1), 8}, seed + 1), 0.2));
+      seed += 2;
     }
   std::vector<int64_t> id_values;
   for (int64_t i = 0; i < 15; ++i) id_values.push_back(3 + (i * 7) % 60);
