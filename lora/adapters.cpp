@@ -32,6 +32,7 @@ bool LoraConfig::targets_proj(Proj p) const { return std::find(targets.begin(), 
 void LoraConfig::validate(const std::string& source) const {
   LLOCO_CHECK(rank >= 1, source, "r (rank) must be >= 1, got ", rank);
   LLOCO_CHECK(alpha > 0 && std::isfinite(alpha), source, "lora_alpha must be positive, got ", alpha);
+  LLOCO_CHECK(dropout >= 0 && dropout < 1, source, "lora_dropout must be in [0, 1), got ", dropout);
   LLOCO_CHECK(!targets.empty(), source, "target_modules is empty");
   for (size_t i = 0; i < targets.size(); ++i)
     for (size_t j = i + 1; j < targets.size(); ++j)
@@ -215,7 +216,9 @@ std::shared_ptr<LoraBinding> attach(models::LlamaModel& model, std::shared_ptr<L
                   proj_module_name(p), ": adapters are for [", adapters->b(l, p).size(1), ", ",
                   adapters->a(l, p).size(2), "] but the model's projection is [", out, ", ", in, "]");
     }
-  auto binding = std::make_shared<LoraBinding>(LoraBinding{std::move(adapters), std::move(sequence_adapters)});
+  auto binding = std::make_shared<LoraBinding>();
+  binding->adapters = std::move(adapters);
+  binding->sequence_adapters = std::move(sequence_adapters);
   auto cache = std::make_shared<SegmentCache>();
   model.projection_hook = [binding, cache](int64_t layer, Proj which, const Tensor& x, const Tensor& w) -> Tensor {
     const LoraAdapters& ad = *binding->adapters;
@@ -229,7 +232,14 @@ std::shared_ptr<LoraBinding> attach(models::LlamaModel& model, std::shared_ptr<L
       LLOCO_CHECK(id >= -1 && id < ad.num_adapters(), hook, "adapter id ", id, " out of [-1, ", ad.num_adapters(),
                   ")");
     const LoraSegments& seg = segments_for(*cache, *binding, B, S, x.device());
-    return lora_linear(x, w, ad.a(layer, which), ad.b(layer, which), ad.config().scale(), seg);
+    const double p = ad.config().dropout;
+    if (!binding->training || p == 0.0)
+      return lora_linear(x, w, ad.a(layer, which), ad.b(layer, which), ad.config().scale(), seg);
+    // PEFT: base(x) + scale * B A dropout(x). Each (layer, projection) owns 2^40 mask counters.
+    const uint64_t offset = (static_cast<uint64_t>(layer) * 7 + static_cast<uint64_t>(which)) << 40;
+    const Tensor xd = dropout(x, p, binding->dropout_seed, offset).reshape({B * S, x.size(2)});
+    const Tensor delta = lora_delta(xd, ad.a(layer, which), ad.b(layer, which), ad.config().scale(), seg);
+    return add(linear(x, w), delta.reshape({B, S, delta.size(1)}));
   };
   return binding;
 }

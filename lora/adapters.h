@@ -18,11 +18,13 @@ struct LoraConfig {
   int64_t rank = 8;
   double alpha = 16.0;
   bool use_rslora = false;  // PEFT's rank-stabilized scale alpha / sqrt(r) instead of alpha / r
+  double dropout = 0.0;     // PEFT's lora_dropout on the LoRA path's input, while training only
   std::vector<models::Proj> targets{models::Proj::Q, models::Proj::K, models::Proj::V, models::Proj::O};
 
   double scale() const;
   bool targets_proj(models::Proj p) const;
-  // Throws naming `source` and the field (rank < 1, alpha <= 0, no or repeated targets).
+  // Throws naming `source` and the field (rank < 1, alpha <= 0, dropout outside [0, 1), no or
+  // repeated targets).
   void validate(const std::string& source = "LoraConfig") const;
 };
 
@@ -71,10 +73,14 @@ class LoraAdapters {
 };
 
 // What an attached model reads at every forward: the adapters and the adapter of each sequence in
-// the batch (-1 = base model only for that sequence). Change sequence_adapters between forwards.
+// the batch (-1 = base model only for that sequence). Change the fields between forwards. While
+// `training`, the LoRA path's input goes through dropout(config.dropout) with masks drawn from
+// dropout_seed (one Philox range per layer and projection: a recomputed forward draws the same).
 struct LoraBinding {
   std::shared_ptr<LoraAdapters> adapters;
   std::vector<int64_t> sequence_adapters;
+  bool training = false;
+  uint64_t dropout_seed = 0;
 };
 
 // Installs model.projection_hook: targeted projections of x [B, S, in] become

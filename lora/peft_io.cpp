@@ -54,6 +54,10 @@ LoraConfig parse_peft_config(const std::string& json_text, const std::string& so
   c.rank = j["r"].get<int64_t>();
   LLOCO_CHECK(j.contains("lora_alpha") && j["lora_alpha"].is_number(), source, "field 'lora_alpha' must be a number");
   c.alpha = j["lora_alpha"].get<double>();
+  if (j.contains("lora_dropout") && !j["lora_dropout"].is_null()) {
+    LLOCO_CHECK(j["lora_dropout"].is_number(), source, "field 'lora_dropout' must be a number");
+    c.dropout = j["lora_dropout"].get<double>();
+  }
   if (j.contains("use_rslora") && !j["use_rslora"].is_null()) {
     LLOCO_CHECK(j["use_rslora"].is_boolean(), source, "field 'use_rslora' must be a boolean");
     c.use_rslora = j["use_rslora"].get<bool>();
@@ -88,7 +92,7 @@ std::string peft_config_json(const LoraConfig& c, const std::string& base_model)
             {"base_model_name_or_path", base_model.empty() ? json(nullptr) : json(base_model)},
             {"r", c.rank},
             {"lora_alpha", c.alpha},
-            {"lora_dropout", 0.0},
+            {"lora_dropout", c.dropout},
             {"target_modules", targets},
             {"bias", "none"},
             {"fan_in_fan_out", false},
@@ -129,6 +133,7 @@ LoraAdapters load_peft_adapters(const models::LlamaConfig& model, const std::vec
     LLOCO_CHECK(c.rank == c0.rank, op, src, ": r ", c.rank, " vs ", c0.rank, " (stacked adapters share one rank)");
     LLOCO_CHECK(c.scale() == c0.scale(), op, src, ": scale ", c.scale(), " vs ", c0.scale());
     LLOCO_CHECK(c.targets == c0.targets, op, src, ": different target_modules");
+    LLOCO_CHECK(c.dropout == c0.dropout, op, src, ": lora_dropout ", c.dropout, " vs ", c0.dropout);
   }
   LoraAdapters out = LoraAdapters::zeros(model, c0, static_cast<int64_t>(dirs.size()), dtype, device);
   for (size_t i = 0; i < read.size(); ++i) {
