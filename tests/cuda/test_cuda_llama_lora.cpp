@@ -1,7 +1,8 @@
 // The LLaMA model with PEFT LoRA adapters attached (lora/) on the CUDA backend, against PEFT's own
 // outputs (tests/fixtures/lora, gen_lora_fixtures.py): f32 logits, the answer-only loss and every
-// LoRA gradient with the base frozen, a batch mixing two adapters and the base model against the
-// CPU, and bf16 weights tracking the f32 CPU forward (bound as in test_cuda_llama.cpp).
+// LoRA gradient with the base frozen, one adapter-training step (clip + fused AdamW) against PEFT +
+// torch AdamW, a batch mixing two adapters and the base model against the CPU, and bf16 weights
+// tracking the f32 CPU forward (bound as in test_cuda_llama.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "core/ops.h"
 #include "core/safetensors.h"
+#include "lora/adapter_training.h"
 #include "lora/adapters.h"
 #include "lora/peft_io.h"
 #include "models/checkpoint.h"
@@ -118,4 +120,33 @@ TEST_F(CudaLlamaLora, Bf16TracksF32Cpu) {
   const DiffStats d = diff(bf.forward(in).logits, ref);
   EXPECT_LE(std::sqrt(d.nmse), kBf16RelNorm);
   EXPECT_LE(d.max_abs, 0.05 * d.max_ref);
+}
+
+TEST_F(CudaLlamaLora, AdapterTrainingStepMatchesPeftAndTorchAdamW) {
+  LlamaModel m = load_hf_model(kModelDir).to(cuda());
+  auto adapters =
+      std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(m.config, {kAdapterDir}, DType::F32, cuda()));
+  const SafetensorsFile ex = load_safetensors(kExpected);
+  const Tensor prefix = ex.get("prefix"), ids = ex.get("ids");
+  auto row_ids = [&](int64_t r, int64_t from, int64_t to) {
+    const std::vector<int64_t> v = ids.select(0, r).to_vector<int64_t>();
+    return std::vector<int32_t>(v.begin() + from, v.begin() + to);
+  };
+  const std::vector<lora::QaExample> examples{{prefix.select(0, 0), row_ids(0, 0, 3), row_ids(0, 3, 6)},
+                                              {prefix.select(0, 1), row_ids(1, 0, 2), row_ids(1, 2, 6)}};
+  lora::AdapterTrainOptions o;
+  o.loop.steps = 1;
+  o.loop.max_grad_norm = 0.5;
+  o.loop.quiet = true;
+  o.batch_size = 2;
+  o.lr = 1e-2;
+  o.schedule = "constant";
+  o.warmup_ratio = 0;
+  const train::TrainResult r = lora::train_adapter(m, adapters, examples, o);
+  ASSERT_EQ(r.losses.size(), 1u);
+  EXPECT_NEAR(r.losses[0], ex.get("loss").item(), 1e-5);
+  for (const auto& [name, w] : adapters->named_weights(0)) {
+    const DiffStats d = diff(w, ex.get("after_step." + name));
+    EXPECT_LE(d.max_abs, 2e-6) << name;  // each weight moved by ~lr = 1e-2
+  }
 }
