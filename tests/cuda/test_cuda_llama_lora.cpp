@@ -17,15 +17,17 @@
 #include "lora/peft_io.h"
 #include "models/checkpoint.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/lora/peft_fixture.h"
 
 using namespace lloco;
 using namespace lloco::models;
 
 namespace {
 
-const std::string kModelDir = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kAdapterDir = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_adapter";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_expected.safetensors";
+const std::string& kModelDir = lora::testing::kTinyModelDir;
+const std::string& kAdapterDir = lora::testing::kTinyAdapterDir;
+const std::string& kExpected = lora::testing::kTinyExpected;
+using lora::testing::fixture_input;
 constexpr double kF32Tol = 1e-4;       // relative to the largest reference value
 constexpr double kBf16RelNorm = 2e-2;  // test_cuda_llama.cpp's bf16 bound
 
@@ -34,20 +36,6 @@ using CudaLlamaLora = cuda_test::CudaTest;
 DiffStats diff(const Tensor& got, const Tensor& ref) {
   EXPECT_EQ(shape_str(got.shape()), shape_str(ref.shape()));
   return compare_tensors(got.to(cpu()).to(DType::F32), ref.to(cpu()).to(DType::F32));
-}
-
-ForwardInput fixture_input(const SafetensorsFile& ex, Device dev) {
-  ForwardInput in;
-  in.prefix_embeddings = ex.get("prefix").to(dev);
-  in.input_ids = ex.get("ids").to(dev);
-  return in;
-}
-
-Tensor shifted_loss(const Tensor& logits, const Tensor& labels) {
-  const int64_t B = logits.size(0), S = logits.size(1), V = logits.size(2);
-  const Tensor l = logits.narrow(1, 0, S - 1).contiguous().reshape({B * (S - 1), V});
-  const Tensor t = labels.narrow(1, 1, S - 1).contiguous().reshape({B * (S - 1)});
-  return cross_entropy(l, t, -100);
 }
 
 }  // namespace
@@ -62,7 +50,7 @@ TEST_F(CudaLlamaLora, F32LogitsLossAndLoraGradientsMatchPeft) {
   const Tensor logits = m.forward(fixture_input(ex, cuda())).logits;
   const DiffStats d = diff(logits, ex.get("logits"));
   EXPECT_LE(d.max_abs, kF32Tol * d.max_ref);
-  const Tensor loss = shifted_loss(logits, ex.get("labels").to(cuda()));
+  const Tensor loss = lora::answer_loss(logits, ex.get("labels").to(cuda()));
   const DiffStats dl = diff(loss, ex.get("loss"));
   EXPECT_LE(dl.max_abs, 1e-5 * dl.max_ref);
   loss.backward();
@@ -80,16 +68,8 @@ TEST_F(CudaLlamaLora, F32LogitsLossAndLoraGradientsMatchPeft) {
 TEST_F(CudaLlamaLora, MixedAdapterBatchMatchesCpu) {
   // Adapter 0: PEFT's, adapter 1: random; rows use [1, -1, 0, 1].
   LlamaModel cpu_model = load_hf_model(kModelDir);
-  const lora::LoraAdapters peft = lora::load_peft_adapters(cpu_model.config, {kAdapterDir});
-  auto cpu_adapters = std::make_shared<lora::LoraAdapters>(lora::LoraAdapters::zeros(cpu_model.config, peft.config(), 2));
-  uint64_t seed = 40;
-  for (int64_t l = 0; l < cpu_model.config.num_layers; ++l)
-    for (Proj p : peft.config().targets) {
-      cpu_adapters->set(0, l, p, peft.a(l, p).select(0, 0), peft.b(l, p).select(0, 0));
-      cpu_adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, seed), 0.2),
-                        mul(randn({peft.b(l, p).size(1), 8}, seed + 1), 0.2));
-      seed += 2;
-    }
+  auto cpu_adapters =
+      std::make_shared<lora::LoraAdapters>(lora::testing::fixture_and_random_adapter(cpu_model.config, 40));
   const std::vector<int64_t> assignment{1, -1, 0, 1};
   lora::attach(cpu_model, cpu_adapters, assignment);
   LlamaModel gpu_model = load_hf_model(kModelDir).to(cuda());
@@ -127,22 +107,8 @@ TEST_F(CudaLlamaLora, AdapterTrainingStepMatchesPeftAndTorchAdamW) {
   auto adapters =
       std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(m.config, {kAdapterDir}, DType::F32, cuda()));
   const SafetensorsFile ex = load_safetensors(kExpected);
-  const Tensor prefix = ex.get("prefix"), ids = ex.get("ids");
-  auto row_ids = [&](int64_t r, int64_t from, int64_t to) {
-    const std::vector<int64_t> v = ids.select(0, r).to_vector<int64_t>();
-    return std::vector<int32_t>(v.begin() + from, v.begin() + to);
-  };
-  const std::vector<lora::QaExample> examples{{prefix.select(0, 0), row_ids(0, 0, 3), row_ids(0, 3, 6)},
-                                              {prefix.select(0, 1), row_ids(1, 0, 2), row_ids(1, 2, 6)}};
-  lora::AdapterTrainOptions o;
-  o.loop.steps = 1;
-  o.loop.max_grad_norm = 0.5;
-  o.loop.quiet = true;
-  o.batch_size = 2;
-  o.lr = 1e-2;
-  o.schedule = "constant";
-  o.warmup_ratio = 0;
-  const train::TrainResult r = lora::train_adapter(m, adapters, examples, o);
+  const train::TrainResult r =
+      lora::train_adapter(m, adapters, lora::testing::fixture_examples(ex), lora::testing::fixture_step_options());
   ASSERT_EQ(r.losses.size(), 1u);
   EXPECT_NEAR(r.losses[0], ex.get("loss").item(), 1e-5);
   for (const auto& [name, w] : adapters->named_weights(0)) {

@@ -16,15 +16,17 @@
 #include "lora/adapter_training.h"
 #include "lora/peft_io.h"
 #include "models/checkpoint.h"
+#include "tests/lora/peft_fixture.h"
 
 namespace lloco::lora {
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kModelDir = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kAdapterDir = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_adapter";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_expected.safetensors";
+const std::string& kModelDir = testing::kTinyModelDir;
+const std::string& kAdapterDir = testing::kTinyAdapterDir;
+const std::string& kExpected = testing::kTinyExpected;
+using testing::fixture_examples;
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
@@ -32,19 +34,6 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   double d = 0;
   for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) d = std::max(d, std::abs(x[i] - y[i]));
   return d;
-}
-
-std::vector<int32_t> ids_of(const Tensor& row, int64_t from, int64_t to) {
-  const std::vector<int64_t> v = row.to_vector<int64_t>();
-  return std::vector<int32_t>(v.begin() + from, v.begin() + to);
-}
-
-// The fixture's two examples: row 0 = 3 prompt + 3 answer tokens, row 1 = 2 + 4, each after a
-// 3-vector prefix.
-std::vector<QaExample> fixture_examples(const SafetensorsFile& ex) {
-  const Tensor prefix = ex.get("prefix"), ids = ex.get("ids");
-  return {QaExample{prefix.select(0, 0), ids_of(ids.select(0, 0), 0, 3), ids_of(ids.select(0, 0), 3, 6)},
-          QaExample{prefix.select(0, 1), ids_of(ids.select(0, 1), 0, 2), ids_of(ids.select(0, 1), 2, 6)}};
 }
 
 TEST(AdapterTraining, BatchLayoutAndLossMatchTheFixture) {
@@ -64,15 +53,7 @@ TEST(AdapterTraining, OneStepMatchesPeftAndTorchAdamW) {
   models::LlamaModel model = models::load_hf_model(kModelDir);
   const SafetensorsFile ex = load_safetensors(kExpected);
   auto adapters = std::make_shared<LoraAdapters>(load_peft_adapters(model.config, {kAdapterDir}));
-  AdapterTrainOptions o;
-  o.loop.steps = 1;
-  o.loop.max_grad_norm = 0.5;
-  o.loop.quiet = true;
-  o.batch_size = 2;
-  o.lr = 1e-2;
-  o.schedule = "constant";
-  o.warmup_ratio = 0;
-  const train::TrainResult r = train_adapter(model, adapters, fixture_examples(ex), o);
+  const train::TrainResult r = train_adapter(model, adapters, fixture_examples(ex), testing::fixture_step_options());
   ASSERT_EQ(r.losses.size(), 1u);
   EXPECT_NEAR(r.losses[0], ex.get("loss").item(), 1e-5);
   for (const auto& [name, w] : adapters->named_weights(0)) {

@@ -16,9 +16,11 @@
 #include "core/atomic_file.h"
 #include "core/ops.h"
 #include "core/safetensors.h"
+#include "lora/adapter_training.h"
 #include "lora/adapters.h"
 #include "lora/peft_io.h"
 #include "models/checkpoint.h"
+#include "tests/lora/peft_fixture.h"
 
 namespace lloco::lora {
 namespace {
@@ -26,9 +28,10 @@ namespace {
 namespace fs = std::filesystem;
 using models::Proj;
 
-const std::string kModelDir = std::string(LLOCO_FIXTURES_DIR) + "/llama/tiny";
-const std::string kAdapterDir = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_adapter";
-const std::string kExpected = std::string(LLOCO_FIXTURES_DIR) + "/lora/tiny_llama_expected.safetensors";
+const std::string& kModelDir = testing::kTinyModelDir;
+const std::string& kAdapterDir = testing::kTinyAdapterDir;
+const std::string& kExpected = testing::kTinyExpected;
+using testing::fixture_input;
 
 // max |got - want| <= atol + rtol * max |want|, reported with the name.
 void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
@@ -42,21 +45,6 @@ void expect_close(const Tensor& got, const Tensor& want, double atol, double rto
   EXPECT_LE(err, atol + rtol * scale) << what << ": max |diff| " << err << " on values of scale " << scale;
 }
 
-models::ForwardInput fixture_input(const SafetensorsFile& ex) {
-  models::ForwardInput in;
-  in.prefix_embeddings = ex.get("prefix");
-  in.input_ids = ex.get("ids");
-  return in;
-}
-
-// transformers' causal-LM loss: logits[:, :-1] against labels[:, 1:], mean over labels != -100.
-Tensor shifted_loss(const Tensor& logits, const Tensor& labels) {
-  const int64_t B = logits.size(0), S = logits.size(1), V = logits.size(2);
-  const Tensor l = logits.narrow(1, 0, S - 1).contiguous().reshape({B * (S - 1), V});
-  const Tensor t = labels.narrow(1, 1, S - 1).contiguous().reshape({B * (S - 1)});
-  return cross_entropy(l, t, -100);
-}
-
 TEST(LoraAdapters, PeftAdapterMatchesPeftLogitsLossAndGradients) {
   models::LlamaModel model = models::load_hf_model(kModelDir);
   auto adapters = std::make_shared<LoraAdapters>(load_peft_adapters(model.config, {kAdapterDir}));
@@ -66,7 +54,7 @@ TEST(LoraAdapters, PeftAdapterMatchesPeftLogitsLossAndGradients) {
 
   const models::ForwardOutput out = model.forward(fixture_input(ex));
   expect_close(out.logits, ex.get("logits"), 1e-5, 1e-4, "logits");
-  const Tensor loss = shifted_loss(out.logits, ex.get("labels"));
+  const Tensor loss = answer_loss(out.logits, ex.get("labels"));
   expect_close(loss, ex.get("loss"), 1e-6, 1e-5, "loss");
 
   loss.backward();
@@ -105,16 +93,7 @@ TEST(LoraAdapters, SequencesOfOneBatchUseTheirOwnAdapters) {
   // Adapter 0: PEFT's; adapter 1: a different random one; -1: the base model. A batch [1, -1, 0]
   // equals three single-sequence runs.
   models::LlamaModel model = models::load_hf_model(kModelDir);
-  const LoraAdapters peft = load_peft_adapters(model.config, {kAdapterDir});
-  auto adapters = std::make_shared<LoraAdapters>(LoraAdapters::zeros(model.config, peft.config(), 2));
-  uint64_t seed = 900;
-  for (int64_t l = 0; l < model.config.num_layers; ++l)
-    for (Proj p : peft.config().targets) {
-      adapters->set(0, l, p, peft.a(l, p).select(0, 0), peft.b(l, p).select(0, 0));
-      adapters->set(1, l, p, mul(randn({8, peft.a(l, p).size(2)}, seed), 0.2),
-                    mul(randn({peft.b(l, p).size(1), 8}, seed + 1), 0.2));
-      seed += 2;
-    }
+  auto adapters = std::make_shared<LoraAdapters>(testing::fixture_and_random_adapter(model.config, 900));
   std::vector<int64_t> id_values;
   for (int64_t i = 0; i < 15; ++i) id_values.push_back(3 + (i * 7) % 60);
   models::ForwardInput batch;
