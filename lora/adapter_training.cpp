@@ -144,6 +144,7 @@ train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_pt
     throw;
   }
   binding->training = false;
+  binding->sequence_adapters = {0};
   for (Tensor* p : stacked) p->requires_grad_(false);
   return r;
 }

@@ -48,8 +48,9 @@ struct AdapterTrainOptions {
 // Optimizer steps for `epochs` passes over n examples.
 int64_t steps_for_epochs(int64_t n_examples, double epochs, int64_t batch_size, int64_t grad_accumulation);
 
-// Trains the single adapter of `adapters` (num_adapters() == 1) on `examples`; attaches it to `model`
-// (which it leaves attached, in eval mode) and keeps every base weight frozen.
+// Trains the single adapter of `adapters` (num_adapters() == 1) on `examples`, keeping every base
+// weight frozen. It attaches the adapter to `model` and leaves it attached, out of training mode, with
+// sequence_adapters = {0} (one sequence; re-attach or set the binding for other batch sizes).
 train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_ptr<LoraAdapters>& adapters,
                                  const std::vector<QaExample>& examples, const AdapterTrainOptions& options);
 
