@@ -77,10 +77,9 @@ LlamaModel model_from_tensors(const LlamaConfig& config, const std::vector<std::
   return m;
 }
 
-LlamaModel load_hf_model(const std::string& dir, const LoadOptions& options) {
-  const char* op = "load_hf_model";
+HfTensors load_hf_tensors(const std::string& dir) {
+  const char* op = "load_hf_tensors";
   LLOCO_CHECK(fs::is_directory(dir), op, dir, ": not a directory");
-  const LlamaConfig config = LlamaConfig::from_json_file((fs::path(dir) / "config.json").string());
   std::vector<std::string> files;
   const fs::path single = fs::path(dir) / "model.safetensors";
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
@@ -126,7 +125,14 @@ LlamaModel load_hf_model(const std::string& dir, const LoadOptions& options) {
     LLOCO_FAIL(op, index.string(), ": tensor '", weight_map.begin()->first, "' listed for shard ",
                weight_map.begin()->second, " is missing from it");
   std::string source = files.size() == 1 ? files[0] : dir + " (" + std::to_string(files.size()) + " shards)";
-  return model_from_tensors(config, tensors, source, options);
+  return HfTensors{std::move(tensors), std::move(source)};
+}
+
+LlamaModel load_hf_model(const std::string& dir, const LoadOptions& options) {
+  LLOCO_CHECK(fs::is_directory(dir), "load_hf_model", dir, ": not a directory");
+  const LlamaConfig config = LlamaConfig::from_json_file((fs::path(dir) / "config.json").string());
+  const HfTensors t = load_hf_tensors(dir);
+  return model_from_tensors(config, t.tensors, t.source, options);
 }
 
 LlamaModel load_llama2c_model(const std::string& path, const LoadOptions& options) {

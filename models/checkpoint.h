@@ -22,6 +22,15 @@ struct LoadOptions {
 LlamaModel model_from_tensors(const LlamaConfig& config, const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::string& source, const LoadOptions& options = {});
 
+// Every tensor of an HF directory (model.safetensors, or the shards listed by
+// model.safetensors.index.json, checked against it), as memory-mapped views; `source` names the
+// file(s) for errors. Models with extra tensors (an AutoCompressor's embed_summary) start here.
+struct HfTensors {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::string source;
+};
+HfTensors load_hf_tensors(const std::string& dir);
+
 LlamaModel load_hf_model(const std::string& dir, const LoadOptions& options = {});
 // llama2.c checkpoints: legacy (version 0, 7-int32 header; negative vocab = untied classifier) and
 // "ak42" version 1 (fp32). Version 2 (int8) is rejected. The model uses interleaved RoPE.
