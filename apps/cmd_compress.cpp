@@ -1,0 +1,115 @@
+// `lloco compress`: LLoCO's offline stage. Reads documents from JSONL, compresses each with an
+// AutoCompressor into summary vectors and writes a resumable store (compress/store.h). Only argv
+// and the JSONL fields are handled here.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "apps/args.h"
+#include "apps/command.h"
+#include "compress/store.h"
+#include "eval/io.h"
+#include "models/tokenizer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace lloco;
+
+constexpr const char* kUsage = R"(usage: lloco compress --encoder DIR --docs FILE.jsonl --out DIR [options]
+
+Compresses every document into AutoCompressor summary vectors (50 per 1536-token segment for
+AutoCompressor-Llama-2-7b-6k) and writes them to a store: summaries-*.safetensors + manifest.json.
+Re-running with the same settings continues where a stopped run ended.
+
+  --encoder DIR          AutoCompressor HF directory (config.json with summary_length,
+                         weights with embed_summary.weight)
+  --docs FILE            JSONL, one document per line
+  --out DIR              the store directory
+  --id-field NAME        document id field (default "id"; numbers are accepted)
+  --text-field NAME      text field (default "text"), tokenized as LLoCO does: no BOS, in
+                         10,000-character slices
+  --ids-field NAME       read pre-tokenized documents (a list of token ids) from this field instead
+  --tokenizer PATH       default: DIR/tokenizer.model
+  --segment-length N     tokens per segment (default 1536)
+  --docs-per-shard N     documents per safetensors shard (default 64)
+  --dtype f32|bf16|f16   encoder dtype, which is also the stored dtype (default: as stored)
+  --device cpu|cuda[:N]  default cpu
+  --quiet                no progress line
+  --help                 this text
+)";
+
+Device parse_device(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) return cuda(std::stoi(s.substr(5)));
+  throw std::runtime_error("--device must be cpu or cuda[:N], got '" + s + "'");
+}
+
+int run_compress(const std::vector<std::string>& argv) {
+  const apps::Args args(argv,
+                        {"encoder", "docs", "out", "id-field", "text-field", "ids-field", "tokenizer", "segment-length",
+                         "docs-per-shard", "dtype", "device"},
+                        {"quiet", "help"});
+  if (args.flag("help")) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
+  for (const char* required : {"encoder", "docs", "out"})
+    if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  const std::string encoder_dir = args.str("encoder", ""), id_field = args.str("id-field", "id");
+  models::LoadOptions load;
+  if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
+  const compress::AutoCompressor encoder =
+      compress::AutoCompressor::load(encoder_dir, load).to(parse_device(args.str("device", "cpu")));
+
+  std::unique_ptr<models::Tokenizer> tok;
+  if (!args.has("ids-field")) {
+    const std::string path = args.str("tokenizer", (fs::path(encoder_dir) / "tokenizer.model").string());
+    if (!fs::exists(path)) throw std::runtime_error("no tokenizer at " + path + "; pass --tokenizer or --ids-field");
+    tok = std::make_unique<models::SentencePieceTokenizer>(path);
+  }
+  std::vector<compress::TokenizedDoc> docs;
+  eval::DatasetFile seen;
+  eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
+    const eval::json& id = eval::field(rec, id_field.c_str());
+    compress::TokenizedDoc d;
+    d.id = id.is_string() ? id.get<std::string>() : id.dump();
+    if (args.has("ids-field")) {
+      for (const eval::json& v : eval::get_array(rec, args.str("ids-field", "").c_str())) {
+        if (!v.is_number_integer())
+          throw std::runtime_error(args.str("docs", "") + ":" + std::to_string(line) + ": token id " + v.dump() +
+                                   " is not an integer");
+        d.ids.push_back(v.get<int32_t>());
+      }
+    } else {
+      d.ids = compress::tokenize_document(*tok, eval::get_string(rec, args.str("text-field", "text").c_str()));
+    }
+    docs.push_back(std::move(d));
+  });
+
+  compress::CorpusOptions o;
+  o.compress.segment_length = args.integer("segment-length", 1536);
+  o.docs_per_shard = args.integer("docs-per-shard", 64);
+  o.encoder_name = encoder_dir;
+  o.quiet = args.flag("quiet");
+  const std::string out = args.str("out", "");
+  const compress::StoreManifest m = compress::compress_corpus(encoder, docs, out, o);
+  int64_t tokens = 0, vectors = 0;
+  for (const compress::StoredDoc& d : m.docs) {
+    tokens += d.tokens;
+    vectors += d.vectors;
+  }
+  std::printf("store %s: %zu documents, %lld tokens -> %lld summary vectors (%.1fx fewer), %s\n", out.c_str(),
+              m.docs.size(), static_cast<long long>(tokens), static_cast<long long>(vectors),
+              vectors > 0 ? static_cast<double>(tokens) / static_cast<double>(vectors) : 0.0, m.dtype.c_str());
+  return 0;
+}
+
+}  // namespace
+
+LLOCO_COMMAND("compress", "compress documents into AutoCompressor summary vectors (a resumable store)", run_compress);
