@@ -63,4 +63,12 @@ double Args::real(const std::string& key, double fallback) const {
   return v;
 }
 
+Device parse_device(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos)
+    return cuda(std::stoi(s.substr(5)));
+  throw std::runtime_error("--device must be cpu, cuda or cuda:N, got '" + s + "'");
+}
+
 }  // namespace lloco::apps

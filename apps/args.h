@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
+
 namespace lloco::apps {
 
 class Args {
@@ -24,5 +26,8 @@ class Args {
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// "cpu", "cuda" or "cuda:N" (a --device value); anything else throws naming the value.
+Device parse_device(const std::string& s);
 
 }  // namespace lloco::apps

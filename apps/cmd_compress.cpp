@@ -42,13 +42,6 @@ Re-running with the same settings continues where a stopped run ended.
   --help                 this text
 )";
 
-Device parse_device(const std::string& s) {
-  if (s == "cpu") return cpu();
-  if (s == "cuda") return cuda(0);
-  if (s.rfind("cuda:", 0) == 0) return cuda(std::stoi(s.substr(5)));
-  throw std::runtime_error("--device must be cpu or cuda[:N], got '" + s + "'");
-}
-
 int run_compress(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"encoder", "docs", "out", "id-field", "text-field", "ids-field", "tokenizer", "segment-length",
@@ -65,7 +58,7 @@ int run_compress(const std::vector<std::string>& argv) {
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
   const compress::AutoCompressor encoder =
-      compress::AutoCompressor::load(encoder_dir, load).to(parse_device(args.str("device", "cpu")));
+      compress::AutoCompressor::load(encoder_dir, load).to(apps::parse_device(args.str("device", "cpu")));
 
   std::unique_ptr<models::Tokenizer> tok;
   if (!args.has("ids-field")) {

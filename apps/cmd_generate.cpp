@@ -64,13 +64,6 @@ std::unique_ptr<Tokenizer> open_tokenizer(const std::string& path, int64_t vocab
   return std::make_unique<Llama2cTokenizer>(path, static_cast<int32_t>(vocab_size));
 }
 
-Device parse_device(const std::string& s) {
-  if (s == "cpu") return cpu();
-  if (s == "cuda") return cuda(0);
-  if (s.rfind("cuda:", 0) == 0) return cuda(std::stoi(s.substr(5)));
-  throw std::runtime_error("--device must be cpu or cuda[:N], got '" + s + "'");
-}
-
 int run_generate(const std::vector<std::string>& raw) {
   // --stop may repeat, which Args (one value per key) cannot hold: collect it first.
   std::vector<std::string> argv, stops;
@@ -107,7 +100,7 @@ int run_generate(const std::vector<std::string>& raw) {
   LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
   const std::string model_path = args.str("model", "");
-  const Device device = parse_device(args.str("device", "cpu"));
+  const Device device = apps::parse_device(args.str("device", "cpu"));
   LlamaModel model = load_model(model_path, load).to(device);
   if (args.has("adapter")) {
 #if defined(LLOCO_WITH_LORA)
