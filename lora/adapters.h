@@ -18,7 +18,7 @@ struct LoraConfig {
   int64_t rank = 8;
   double alpha = 16.0;
   bool use_rslora = false;  // PEFT's rank-stabilized scale alpha / sqrt(r) instead of alpha / r
-  double dropout = 0.0;     // PEFT's lora_dropout on the LoRA path's input, while training only
+  double dropout = 0.05;    // PEFT's lora_dropout on the LoRA path's input, while training only (LLoCO: 0.05)
   std::vector<models::Proj> targets{models::Proj::Q, models::Proj::K, models::Proj::V, models::Proj::O};
 
   double scale() const;

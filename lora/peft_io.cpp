@@ -50,6 +50,7 @@ LoraConfig parse_peft_config(const std::string& json_text, const std::string& so
   LLOCO_CHECK(j.contains("peft_type") && j["peft_type"] == "LORA", source, "field 'peft_type' must be \"LORA\", got ",
               j.contains("peft_type") ? j["peft_type"].dump() : "nothing");
   LoraConfig c;
+  c.dropout = 0.0;  // PEFT's default when lora_dropout is absent (lloco's default is LLoCO's 0.05)
   LLOCO_CHECK(j.contains("r") && j["r"].is_number_integer(), source, "field 'r' must be an integer");
   c.rank = j["r"].get<int64_t>();
   LLOCO_CHECK(j.contains("lora_alpha") && j["lora_alpha"].is_number(), source, "field 'lora_alpha' must be a number");
