@@ -1,8 +1,9 @@
-// LLoCO end to end, in miniature: the tiny AutoCompressor compresses four documents offline; one
-// LoRA adapter for the group is fine-tuned on QA pairs whose answer depends on the document but whose
-// prompt does not (so only the summary vectors can tell the documents apart); then the adapter is
-// saved as PEFT, loaded into a fresh decoder, and greedy generation with each document's summary
-// vectors prepended must answer every question.
+// LLoCO end to end, in miniature: the tiny AutoCompressor compresses four documents into a store
+// offline; one LoRA adapter for the group is fine-tuned on QA pairs whose answer depends on the
+// document but whose prompt does not (so only the summary vectors can tell the documents apart);
+// the adapter is saved as PEFT and loaded into a fresh decoder; then serving retrieves each question's
+// document from the store by BM25, prepends its summary vectors, takes the group's adapter, and
+// greedy generation must answer every question.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "lora/adapter_training.h"
 #include "lora/peft_io.h"
 #include "models/generate.h"
+#include "retrieve/context.h"
 
 namespace lloco {
 namespace {
@@ -32,7 +34,7 @@ models::LlamaModel decoder_of(const compress::AutoCompressor& ac) {
   return m;
 }
 
-TEST(LlocoPipeline, CompressFineTuneAndAnswerFromSummaryVectors) {
+TEST(LlocoPipeline, CompressFineTuneRetrieveAndAnswer) {
   // The fixture encoder with its summary-token table scaled down: in an untrained tiny model the
   // summary positions' states are the table entries themselves (attention through N(0, 0.02) weights
   // adds ~1% of document signal); small entries let the document dominate them, as training does for
@@ -42,12 +44,24 @@ TEST(LlocoPipeline, CompressFineTuneAndAnswerFromSummaryVectors) {
   compress::CompressOptions co;
   co.segment_length = 5;
 
-  // Four documents of 12 tokens: 3 segments, 12 summary vectors each.
+  // Four documents of 12 tokens (3 segments, 12 summary vectors each), compressed into a store; the
+  // retriever indexes a text for each (the tiny vocabulary has no words).
+  const std::vector<std::string> names{"apple orchard", "harbour lighthouse", "desert caravan", "glacier summit"};
+  std::vector<compress::TokenizedDoc> docs;
+  for (int d = 0; d < 4; ++d) {
+    compress::TokenizedDoc doc{"doc" + std::to_string(d), {}};
+    for (int i = 0; i < 12; ++i) doc.ids.push_back(3 + (d * 17 + i * 5 + i * i * d) % 60);
+    docs.push_back(doc);
+  }
+  const fs::path store = fs::path(::testing::TempDir()) / "lloco_pipeline_store";
+  fs::remove_all(store);
+  compress::CorpusOptions corpus;
+  corpus.compress = co;
+  corpus.quiet = true;
+  const compress::StoreManifest manifest = compress::compress_corpus(ac, docs, store.string(), corpus);
   std::vector<Tensor> summaries;
   for (int d = 0; d < 4; ++d) {
-    std::vector<int32_t> doc;
-    for (int i = 0; i < 12; ++i) doc.push_back(3 + (d * 17 + i * 5 + i * i * d) % 60);
-    summaries.push_back(ac.compress(doc, co));
+    summaries.push_back(compress::load_summary(store.string(), manifest, docs[d].id));
     ASSERT_EQ(summaries.back().size(0), 12);
   }
   // Two questions per document; the same two prompts for every document.
@@ -73,14 +87,22 @@ TEST(LlocoPipeline, CompressFineTuneAndAnswerFromSummaryVectors) {
   models::LlamaModel served = decoder_of(ac);
   lora::attach(served, std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(served.config, {dir.string()})),
                {0});
+  std::vector<retrieve::Passage> passages;
+  for (int d = 0; d < 4; ++d) passages.push_back({docs[d].id, "notes about the " + names[d], "group0"});
+  const retrieve::ContextRetriever retriever(store.string(), passages);
   int correct = 0;
-  for (const lora::QaExample& e : qa) {
+  for (size_t i = 0; i < qa.size(); ++i) {
+    const lora::QaExample& e = qa[i];
+    const int d = static_cast<int>(i / 2);
+    const retrieve::RetrievedContext ctx = retriever.retrieve("what happened at the " + names[d] + "?", 1, {{"group0", 0}});
+    ASSERT_EQ(ctx.ids, std::vector<std::string>{docs[d].id});
+    ASSERT_EQ(ctx.adapter, 0);
     models::GenerateOptions g;
     g.max_new_tokens = 5;
-    g.prefix_embeddings = e.prefix.unsqueeze(0);
+    g.prefix_embeddings = ctx.prefix.unsqueeze(0);
     const models::GenerateResult out = models::generate(served, {e.prompt}, g);
     correct += out.tokens[0] == e.answer;
-    EXPECT_EQ(out.tokens[0], e.answer) << "prompt " << e.prompt[1];
+    EXPECT_EQ(out.tokens[0], e.answer) << docs[d].id << " prompt " << e.prompt[1];
   }
   std::printf("%d of %zu answers exact\n", correct, qa.size());
   // The same prompts without the summary vectors cannot be told apart: at most 2 of 8 can be right.
@@ -92,6 +114,7 @@ TEST(LlocoPipeline, CompressFineTuneAndAnswerFromSummaryVectors) {
   }
   EXPECT_LE(without, 2);
   fs::remove_all(dir);
+  fs::remove_all(store);
 }
 
 }  // namespace
