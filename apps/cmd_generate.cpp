@@ -18,6 +18,9 @@
 #if defined(LLOCO_WITH_LORA)
 #include "lora/peft_io.h"
 #endif
+#if defined(LLOCO_WITH_COMPRESS)
+#include "compress/autocompressor.h"
+#endif
 
 namespace {
 
@@ -29,7 +32,7 @@ constexpr const char* kUsage = R"(usage: lloco generate --model PATH (--prompt T
 
 Generates text with a LLaMA-family model, printing tokens as they come.
 
-  --model PATH             HF directory (config.json + safetensors) or llama2.c .bin
+  --model PATH             HF directory (config.json + safetensors; an AutoCompressor's too) or llama2.c .bin
   --tokenizer PATH         tokenizer.model (SentencePiece) or llama2.c tokenizer .bin; default: the
                            model directory's tokenizer.model, tokenizer.bin or tok*.bin
   --prompt TEXT            the prompt (BOS is prepended)
@@ -101,7 +104,13 @@ int run_generate(const std::vector<std::string>& raw) {
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
   const std::string model_path = args.str("model", "");
   const Device device = apps::parse_device(args.str("device", "cpu"));
+#if defined(LLOCO_WITH_COMPRESS)
+  // An AutoCompressor directory decodes with its LLaMA weights (LLoCO's decoder).
+  LlamaModel model = (fs::is_directory(model_path) ? compress::load_decoder(model_path, load) : load_model(model_path, load))
+                         .to(device);
+#else
   LlamaModel model = load_model(model_path, load).to(device);
+#endif
   if (args.has("adapter")) {
 #if defined(LLOCO_WITH_LORA)
     const std::string dir = args.str("adapter", "");

@@ -111,4 +111,10 @@ AutoCompressor AutoCompressor::to(Device device) const {
   return AutoCompressor(model_.to(device), embed_summary_.to(device), accumulate_);
 }
 
+models::LlamaModel load_decoder(const std::string& dir, const models::LoadOptions& options) {
+  const json j = read_json(fs::path(dir) / "config.json", "load_decoder");
+  if (j.is_object() && j.contains("summary_length")) return AutoCompressor::load(dir, options).model();
+  return models::load_hf_model(dir, options);
+}
+
 }  // namespace lloco::compress

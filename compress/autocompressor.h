@@ -49,4 +49,8 @@ class AutoCompressor {
   bool accumulate_ = true;
 };
 
+// The LLoCO decoder from an HF directory: a plain LLaMA checkpoint, or an AutoCompressor's (whose
+// LLaMA weights LLoCO decodes with; its summary-token table is not needed to decode and is dropped).
+models::LlamaModel load_decoder(const std::string& dir, const models::LoadOptions& options = {});
+
 }  // namespace lloco::compress

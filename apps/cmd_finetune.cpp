@@ -1,0 +1,167 @@
+// `lloco finetune`: LLoCO's second stage. Trains one LoRA adapter for a document group on QA pairs,
+// each with its document's summary vectors (from a `lloco compress` store) in front of the prompt,
+// and writes the adapter as a PEFT directory. Only argv and the JSONL fields are handled here; the
+// work is lora::train_adapter.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "apps/args.h"
+#include "apps/command.h"
+#include "compress/autocompressor.h"
+#include "compress/store.h"
+#include "eval/io.h"
+#include "lora/adapter_training.h"
+#include "lora/peft_io.h"
+#include "models/tokenizer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace lloco;
+
+constexpr const char* kUsage = R"(usage: lloco finetune --model DIR --store DIR --qa FILE.jsonl --out ADAPTER_DIR [options]
+
+Fine-tunes one LoRA adapter (LLoCO: r 8, alpha 16, dropout 0.05 on q/k/v/o) on QA pairs with each
+pair's compressed document prepended; the loss covers the answer (+ EOS) only. The run checkpoints
+into --run-dir and continues from there when started again.
+
+  --model DIR            decoder: an HF LLaMA directory or an AutoCompressor's (LLoCO decodes with those)
+  --store DIR            the `lloco compress` store holding the documents' summary vectors
+  --qa FILE              JSONL, one QA pair per line
+  --doc-field NAME       the pair's document id in the store (default "doc_id")
+  --prompt-field NAME    prompt text (default "prompt"; encoded without BOS, as LLoCO prompts)
+  --answer-field NAME    answer text (default "answer"; EOS is appended)
+  --prompt-ids-field NAME / --answer-ids-field NAME   pre-tokenized prompt / answer ids instead
+  --tokenizer PATH       default: MODEL/tokenizer.model
+  --run-dir DIR          metrics.jsonl + checkpoint.safetensors (default: OUT/run)
+  --epochs E             default 3 (LLoCO), or --steps N
+  --batch-size N         examples per micro-batch (default 1)
+  --grad-accum N         micro-batches per step (default 8: LLoCO's 4 GPUs x 1 x 2)
+  --lr X                 default 2e-5;  --schedule constant|linear|cosine (default cosine)
+  --warmup-ratio X       default 0.04;  --weight-decay X (default 0);  --max-grad-norm X (default 1)
+  --rank R --alpha A --dropout P        default 8, 16, 0.05
+  --targets LIST         default q_proj,k_proj,v_proj,o_proj
+  --seed S               data order and dropout (default 42)
+  --checkpoint-every N   steps (default: 0 = only at the end)
+  --gradient-checkpointing   recompute each decoder layer in backward
+  --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet   --help
+)";
+
+std::vector<int32_t> int_array(const eval::json& rec, const std::string& field, const std::string& where) {
+  std::vector<int32_t> out;
+  for (const eval::json& v : eval::get_array(rec, field.c_str())) {
+    if (!v.is_number_integer()) throw std::runtime_error(where + ": " + field + " entry " + v.dump() + " is not an integer");
+    out.push_back(v.get<int32_t>());
+  }
+  return out;
+}
+
+int run_finetune(const std::vector<std::string>& argv) {
+  const apps::Args args(
+      argv,
+      {"model", "store", "qa", "out", "doc-field", "prompt-field", "answer-field", "prompt-ids-field",
+       "answer-ids-field", "tokenizer", "run-dir", "epochs", "steps", "batch-size", "grad-accum", "lr", "schedule",
+       "warmup-ratio", "weight-decay", "max-grad-norm", "rank", "alpha", "dropout", "targets", "seed",
+       "checkpoint-every", "dtype", "device"},
+      {"gradient-checkpointing", "quiet", "help"});
+  if (args.flag("help")) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
+  for (const char* required : {"model", "store", "qa", "out"})
+    if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  if (args.has("prompt-ids-field") != args.has("answer-ids-field"))
+    throw std::runtime_error("give both --prompt-ids-field and --answer-ids-field, or neither");
+
+  const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
+  models::LoadOptions load;
+  if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
+  const Device device = apps::parse_device(args.str("device", "cpu"));
+  models::LlamaModel model = compress::load_decoder(model_dir, load).to(device);
+  model.gradient_checkpointing = args.flag("gradient-checkpointing");
+  const bool pretokenized = args.has("prompt-ids-field");
+  std::unique_ptr<models::Tokenizer> tok;
+  if (!pretokenized) {
+    const std::string path = args.str("tokenizer", (fs::path(model_dir) / "tokenizer.model").string());
+    if (!fs::exists(path)) throw std::runtime_error("no tokenizer at " + path + "; pass --tokenizer or the ids fields");
+    tok = std::make_unique<models::SentencePieceTokenizer>(path);
+  }
+
+  const compress::StoreManifest manifest = compress::StoreManifest::read((fs::path(store_dir) / "manifest.json").string());
+  std::map<std::string, Tensor> summaries;  // each document loaded once
+  std::vector<lora::QaExample> examples;
+  eval::DatasetFile seen;
+  const std::string qa_path = args.str("qa", ""), doc_field = args.str("doc-field", "doc_id");
+  eval::for_each_jsonl(qa_path, false, seen, [&](const eval::json& rec, size_t line) {
+    const std::string where = qa_path + ":" + std::to_string(line);
+    const eval::json& id = eval::field(rec, doc_field.c_str());
+    const std::string doc = id.is_string() ? id.get<std::string>() : id.dump();
+    auto it = summaries.find(doc);
+    if (it == summaries.end()) it = summaries.emplace(doc, compress::load_summary(store_dir, manifest, doc).to(device)).first;
+    lora::QaExample e;
+    e.prefix = it->second;
+    if (pretokenized) {
+      e.prompt = int_array(rec, args.str("prompt-ids-field", ""), where);
+      e.answer = int_array(rec, args.str("answer-ids-field", ""), where);
+    } else {
+      e.prompt = tok->encode(eval::get_string(rec, args.str("prompt-field", "prompt").c_str()), false, false);
+      e.answer = tok->encode(eval::get_string(rec, args.str("answer-field", "answer").c_str()), false, true);
+    }
+    examples.push_back(std::move(e));
+  });
+  if (examples.empty()) throw std::runtime_error(qa_path + ": no QA pairs");
+
+  lora::LoraConfig cfg;
+  cfg.rank = args.integer("rank", 8);
+  cfg.alpha = args.real("alpha", 16.0);
+  cfg.dropout = args.real("dropout", 0.05);
+  if (args.has("targets")) {
+    cfg.targets.clear();
+    std::stringstream list(args.str("targets", ""));
+    for (std::string name; std::getline(list, name, ',');)
+      cfg.targets.push_back(lora::proj_from_module_name(name, "--targets"));
+  }
+  auto adapters = std::make_shared<lora::LoraAdapters>(
+      lora::LoraAdapters::zeros(model.config, cfg, 1, model.embed_tokens.dtype(), device));
+  const uint64_t seed = static_cast<uint64_t>(args.integer("seed", 42));
+  adapters->init_peft(0, seed);
+
+  lora::AdapterTrainOptions o;
+  o.batch_size = args.integer("batch-size", 1);
+  o.loop.grad_accumulation = args.integer("grad-accum", 8);
+  o.loop.steps = args.has("steps") ? args.integer("steps", 0)
+                                   : lora::steps_for_epochs(static_cast<int64_t>(examples.size()), args.real("epochs", 3.0),
+                                                            o.batch_size, o.loop.grad_accumulation);
+  o.loop.max_grad_norm = args.real("max-grad-norm", 1.0);
+  o.loop.checkpoint_every = args.integer("checkpoint-every", 0);
+  o.loop.log_every = std::max<int64_t>(1, o.loop.steps / 20);
+  o.loop.run_dir = args.str("run-dir", (fs::path(out) / "run").string());
+  o.loop.quiet = args.flag("quiet");
+  o.lr = args.real("lr", 2e-5);
+  o.schedule = args.str("schedule", "cosine");
+  o.warmup_ratio = args.real("warmup-ratio", 0.04);
+  o.weight_decay = args.real("weight-decay", 0.0);
+  o.seed = seed;
+  std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents, %lld steps of %lld x %lld examples\n",
+               examples.size(), summaries.size(), static_cast<long long>(o.loop.steps),
+               static_cast<long long>(o.batch_size), static_cast<long long>(o.loop.grad_accumulation));
+  const train::TrainResult r = lora::train_adapter(model, adapters, examples, o);
+  lora::save_peft_adapter(*adapters, 0, out, model_dir);
+  if (r.losses.empty())
+    std::printf("saved PEFT adapter %s after %lld steps (the run was already complete)\n", out.c_str(),
+                static_cast<long long>(r.steps_done));
+  else
+    std::printf("saved PEFT adapter %s after %lld steps (answer loss %.4f at the last step)\n", out.c_str(),
+                static_cast<long long>(r.steps_done), r.losses.back());
+  return 0;
+}
+
+}  // namespace
+
+LLOCO_COMMAND("finetune", "train a group's LoRA adapter on QA pairs with compressed documents (PEFT output)", run_finetune);
