@@ -10,6 +10,7 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
+#include "apps/dataset_args.h"
 #include "compress/store.h"
 #include "eval/io.h"
 #include "models/tokenizer.h"
@@ -19,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lloco;
 
-constexpr const char* kUsage = R"(usage: lloco compress --encoder DIR --docs FILE.jsonl --out DIR [options]
+constexpr const char* kUsage = R"(usage: lloco compress --encoder DIR (--docs FILE.jsonl | --dataset-file F) --out DIR [options]
 
 Compresses every document into AutoCompressor summary vectors (50 per 1536-token segment for
 AutoCompressor-Llama-2-7b-6k) and writes them to a store: summaries-*.safetensors + manifest.json.
@@ -28,6 +29,7 @@ Re-running with the same settings continues where a stopped run ended.
   --encoder DIR          AutoCompressor HF directory (config.json with summary_length,
                          weights with embed_summary.weight)
   --docs FILE            JSONL, one document per line
+)" "%s" R"(                         (a dataset's documents, each once, under their document ids)
   --out DIR              the store directory
   --id-field NAME        document id field (default "id"; numbers are accepted)
   --text-field NAME      text field (default "text"), tokenized as LLoCO does: no BOS, in
@@ -44,16 +46,18 @@ Re-running with the same settings continues where a stopped run ended.
 
 int run_compress(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
-                        {"encoder", "docs", "out", "id-field", "text-field", "ids-field", "tokenizer", "segment-length",
-                         "docs-per-shard", "dtype", "device"},
-                        {"quiet", "help"});
+                        {"encoder", "docs", "dataset-file", "format", "out", "id-field", "text-field", "ids-field",
+                         "tokenizer", "segment-length", "docs-per-shard", "dtype", "device"},
+                        {"quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
-    std::printf("%s", kUsage);
+    std::printf(kUsage, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"encoder", "docs", "out"})
+  for (const char* required : {"encoder", "out"})
     if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  if (args.has("docs") == args.has("dataset-file"))
+    throw std::runtime_error("give exactly one of --docs and --dataset-file");
   const std::string encoder_dir = args.str("encoder", ""), id_field = args.str("id-field", "id");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
@@ -67,8 +71,13 @@ int run_compress(const std::vector<std::string>& argv) {
     tok = std::make_unique<models::SentencePieceTokenizer>(path);
   }
   std::vector<compress::TokenizedDoc> docs;
+  if (args.has("dataset-file")) {
+    if (!tok) throw std::runtime_error("--dataset-file needs text: drop --ids-field");
+    for (const eval::Document& d : apps::read_dataset_arg(args).documents)
+      if (d.text) docs.push_back({d.id, compress::tokenize_document(*tok, *d.text)});
+  }
   eval::DatasetFile seen;
-  eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
+  if (args.has("docs")) eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
     const eval::json& id = eval::field(rec, id_field.c_str());
     compress::TokenizedDoc d;
     d.id = id.is_string() ? id.get<std::string>() : id.dump();

@@ -12,9 +12,11 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
+#include "apps/dataset_args.h"
 #include "compress/autocompressor.h"
 #include "compress/store.h"
 #include "eval/io.h"
+#include "eval/prompts.h"
 #include "lora/adapter_training.h"
 #include "lora/peft_io.h"
 #include "models/tokenizer.h"
@@ -24,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lloco;
 
-constexpr const char* kUsage = R"(usage: lloco finetune --model DIR --store DIR --qa FILE.jsonl --out ADAPTER_DIR [options]
+constexpr const char* kUsage = R"(usage: lloco finetune --model DIR --store DIR (--qa FILE.jsonl | --dataset-file F) --out ADAPTER_DIR [options]
 
 Fine-tunes one LoRA adapter (LLoCO: r 8, alpha 16, dropout 0.05 on q/k/v/o) on QA pairs with each
 pair's compressed document prepended; the loss covers the answer (+ EOS) only. The run checkpoints
@@ -33,6 +35,7 @@ into --run-dir and continues from there when started again.
   --model DIR            decoder: an HF LLaMA directory or an AutoCompressor's (LLoCO decodes with those)
   --store DIR            the `lloco compress` store holding the documents' summary vectors
   --qa FILE              JSONL, one QA pair per line
+)" "%s" R"(                         (its examples: LLoCO's prompt for the dataset, the reference answer + EOS)
   --doc-field NAME       the pair's document id in the store (default "doc_id")
   --prompt-field NAME    prompt text (default "prompt"; encoded without BOS, as LLoCO prompts)
   --answer-field NAME    answer text (default "answer"; EOS is appended)
@@ -64,18 +67,21 @@ std::vector<int32_t> int_array(const eval::json& rec, const std::string& field, 
 int run_finetune(const std::vector<std::string>& argv) {
   const apps::Args args(
       argv,
-      {"model", "store", "qa", "out", "doc-field", "prompt-field", "answer-field", "prompt-ids-field",
+      {"model", "store", "qa", "dataset-file", "format", "out", "doc-field", "prompt-field", "answer-field", "prompt-ids-field",
        "answer-ids-field", "tokenizer", "run-dir", "epochs", "steps", "batch-size", "grad-accum", "lr", "schedule",
        "warmup-ratio", "weight-decay", "max-grad-norm", "rank", "alpha", "dropout", "targets", "seed",
        "checkpoint-every", "dtype", "device"},
-      {"gradient-checkpointing", "quiet", "help"});
+      {"gradient-checkpointing", "quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
-    std::printf("%s", kUsage);
+    std::printf(kUsage, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"model", "store", "qa", "out"})
+  for (const char* required : {"model", "store", "out"})
     if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  if (args.has("qa") == args.has("dataset-file")) throw std::runtime_error("give exactly one of --qa and --dataset-file");
+  if (args.has("dataset-file") && args.has("prompt-ids-field"))
+    throw std::runtime_error("--dataset-file examples are text: drop the ids fields");
   if (args.has("prompt-ids-field") != args.has("answer-ids-field"))
     throw std::runtime_error("give both --prompt-ids-field and --answer-ids-field, or neither");
 
@@ -95,17 +101,24 @@ int run_finetune(const std::vector<std::string>& argv) {
 
   const compress::StoreManifest manifest = compress::StoreManifest::read((fs::path(store_dir) / "manifest.json").string());
   std::map<std::string, Tensor> summaries;  // each document loaded once
-  std::vector<lora::QaExample> examples;
-  eval::DatasetFile seen;
-  const std::string qa_path = args.str("qa", ""), doc_field = args.str("doc-field", "doc_id");
-  eval::for_each_jsonl(qa_path, false, seen, [&](const eval::json& rec, size_t line) {
-    const std::string where = qa_path + ":" + std::to_string(line);
-    const eval::json& id = eval::field(rec, doc_field.c_str());
-    const std::string doc = id.is_string() ? id.get<std::string>() : id.dump();
+  auto summary_of = [&](const std::string& doc) {
     auto it = summaries.find(doc);
     if (it == summaries.end()) it = summaries.emplace(doc, compress::load_summary(store_dir, manifest, doc).to(device)).first;
+    return it->second;
+  };
+  std::vector<lora::QaExample> examples;
+  const std::string qa_path = args.has("qa") ? args.str("qa", "") : args.str("dataset-file", "");
+  if (args.has("dataset-file"))
+    for (const eval::Example& ex : apps::read_dataset_arg(args).examples)
+      examples.push_back({summary_of(ex.doc_id), tok->encode(eval::lloco_prompt(ex), false, false),
+                          tok->encode(eval::answer_target(ex), false, true)});
+  eval::DatasetFile seen;
+  const std::string doc_field = args.str("doc-field", "doc_id");
+  if (args.has("qa")) eval::for_each_jsonl(qa_path, false, seen, [&](const eval::json& rec, size_t line) {
+    const std::string where = qa_path + ":" + std::to_string(line);
+    const eval::json& id = eval::field(rec, doc_field.c_str());
     lora::QaExample e;
-    e.prefix = it->second;
+    e.prefix = summary_of(id.is_string() ? id.get<std::string>() : id.dump());
     if (pretokenized) {
       e.prompt = int_array(rec, args.str("prompt-ids-field", ""), where);
       e.answer = int_array(rec, args.str("answer-ids-field", ""), where);
