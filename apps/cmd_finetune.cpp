@@ -13,10 +13,10 @@
 #include "apps/args.h"
 #include "apps/command.h"
 #include "apps/dataset_args.h"
+#include "apps/pipeline.h"
 #include "compress/autocompressor.h"
 #include "compress/store.h"
 #include "eval/io.h"
-#include "eval/prompts.h"
 #include "lora/adapter_training.h"
 #include "lora/peft_io.h"
 #include "models/tokenizer.h"
@@ -108,10 +108,7 @@ int run_finetune(const std::vector<std::string>& argv) {
   };
   std::vector<lora::QaExample> examples;
   const std::string qa_path = args.has("qa") ? args.str("qa", "") : args.str("dataset-file", "");
-  if (args.has("dataset-file"))
-    for (const eval::Example& ex : apps::read_dataset_arg(args).examples)
-      examples.push_back({summary_of(ex.doc_id), tok->encode(eval::lloco_prompt(ex), false, false),
-                          tok->encode(eval::answer_target(ex), false, true)});
+  if (args.has("dataset-file")) examples = apps::qa_examples(apps::read_dataset_arg(args), *tok, store_dir, device);
   eval::DatasetFile seen;
   const std::string doc_field = args.str("doc-field", "doc_id");
   if (args.has("qa")) eval::for_each_jsonl(qa_path, false, seen, [&](const eval::json& rec, size_t line) {
