@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lloco;
 
-constexpr const char* kUsage = R"(usage: lloco predict --model DIR --store DIR --dataset-file F --out FILE.jsonl [options]
+constexpr const char* kUsage = R"(usage: lloco predict --model DIR (--store DIR | --context none|text) --dataset-file F --out FILE.jsonl [options]
 
 Answers every example of a dataset LLoCO-style: [summary vectors of its document ; LLoCO's prompt],
 greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predictions already in
@@ -30,6 +30,9 @@ greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predict
 
   --model DIR            decoder: HF LLaMA or AutoCompressor directory
   --store DIR            the `lloco compress` store with the dataset's documents
+  --context KIND         compressed (default: the store's summary vectors), none (the prompt alone), or
+                         text (the document truncated to --text-budget tokens, default 4000: LLoCO's
+                         4k-window baseline)
 )" "%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
   --tokenizer PATH       default: MODEL/tokenizer.model
   --max-new-tokens N     default 50 (LLoCO's default; its QMSum script uses 96)
@@ -39,15 +42,15 @@ greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predict
 
 int run_predict(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
-                        {"model", "store", "dataset-file", "format", "out", "adapter", "tokenizer", "max-new-tokens",
-                         "save-every", "dtype", "device"},
+                        {"model", "store", "context", "text-budget", "dataset-file", "format", "out", "adapter",
+                         "tokenizer", "max-new-tokens", "save-every", "dtype", "device"},
                         {"skip-bad-lines", "quiet", "help"});
   if (args.flag("help")) {
     std::printf(kUsage, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"model", "store", "dataset-file", "out"})
+  for (const char* required : {"model", "dataset-file", "out"})
     if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
   const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
   models::LoadOptions load;
@@ -61,12 +64,23 @@ int run_predict(const std::vector<std::string>& argv) {
                  {0});
   const models::SentencePieceTokenizer tok(args.str("tokenizer", (fs::path(model_dir) / "tokenizer.model").string()));
   apps::PredictOptions o;
+  const std::string context = args.str("context", "compressed");
+  if (context == "compressed") o.context = apps::ContextKind::kCompressed;
+  else if (context == "none") o.context = apps::ContextKind::kNone;
+  else if (context == "text") o.context = apps::ContextKind::kTruncatedText;
+  else throw std::runtime_error("--context must be compressed, none or text, got '" + context + "'");
+  if (o.context == apps::ContextKind::kCompressed && store_dir.empty())
+    throw std::runtime_error("--context compressed needs --store");
   o.store_dir = store_dir;
+  o.text_budget = args.integer("text-budget", 4000);
   o.max_new_tokens = args.integer("max-new-tokens", 50);
   o.save_every = args.integer("save-every", 16);
   o.quiet = args.flag("quiet");
   const apps::PredictCount n = apps::predict_dataset(model, tok, apps::read_dataset_arg(args), out, o);
-  std::printf("predictions %s: %zu examples (%zu new)\n", out.c_str(), n.total, n.added);
+  std::printf("predictions %s: %zu examples (%zu new); %.0f context positions, TTFT %.1f ms, decode %.1f tokens/s\n",
+              out.c_str(), n.total, n.added, n.cost.examples ? n.cost.context_positions / n.cost.examples : 0.0,
+              n.cost.examples ? 1e3 * n.cost.prefill_seconds / n.cost.examples : 0.0,
+              n.cost.decode_seconds > 0 ? n.cost.decode_tokens / n.cost.decode_seconds : 0.0);
   return 0;
 }
 

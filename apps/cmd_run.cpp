@@ -41,7 +41,8 @@ predict with each system -> evaluate, into the run directory (default: runs/<nam
 in the config resolve against --root (default: the config's directory). Re-running continues.
 
 Systems: lloco (summary vectors + the dataset's adapter), compressed (summary vectors, no adapter:
-AutoCompressor out of the box), no_context (the prompt alone).
+AutoCompressor out of the box), no_context (the prompt alone), truncated_text (the document as text
+cut to 4,000 tokens with the prompt: LLoCO's "with context" baseline).
 )";
 
 struct DatasetEntry {
@@ -55,7 +56,7 @@ struct RunConfig {
   double epochs = 3.0;
   int64_t steps = 0;  // 0: from epochs
   lora::LoraConfig lora;
-  int64_t max_new_tokens = 50;
+  int64_t max_new_tokens = 50, text_budget = 4000;
   std::vector<std::string> systems{"lloco"};
   std::vector<DatasetEntry> datasets;
 };
@@ -142,14 +143,15 @@ RunConfig parse_config(const std::string& path, const fs::path& root) {
     c.finetune.loop.grad_accumulation = 8;  // LLoCO: 4 GPUs x 1 x 2
   }
   if (const YAML::Node n = y["predict"]) {
-    only_keys(n, "config.predict", {"max_new_tokens"});
+    only_keys(n, "config.predict", {"max_new_tokens", "text_budget"});
     read(n, "max_new_tokens", "config.predict", c.max_new_tokens);
+    read(n, "text_budget", "config.predict", c.text_budget);
   }
   if (const YAML::Node n = y["systems"]) {
     read(y, "systems", "config", c.systems);
     for (const std::string& s : c.systems)
-      if (s != "lloco" && s != "compressed" && s != "no_context")
-        bad(n, "config.systems", "unknown system '" + s + "' (lloco, compressed, no_context)");
+      if (s != "lloco" && s != "compressed" && s != "no_context" && s != "truncated_text")
+        bad(n, "config.systems", "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text)");
   }
   const YAML::Node ds = y["datasets"];
   if (!ds || !ds.IsSequence() || ds.size() == 0) bad(y, "config.datasets", "must be a non-empty list");
@@ -174,6 +176,7 @@ struct Row {
   std::string metric;
   size_t n = 0;
   std::map<std::string, double> score;  // system -> score (x100)
+  std::map<std::string, apps::PredictCost> cost;
 };
 
 // results.json and results.md in the run directory: one row per dataset, one column per system.
@@ -195,6 +198,20 @@ void write_results(const fs::path& run_dir, const RunConfig& c, const std::map<s
     }
     md += "\n";
   }
+  // Cost next to quality: what the decoder read per question, time to first token, decode speed.
+  md += "\n| dataset | system | context positions / question | TTFT ms | decode tokens/s |\n|---|---|---|---|---|\n";
+  for (const auto& [name, row] : table)
+    for (const auto& [system, cost] : row.cost) {
+      const double n = std::max<double>(1.0, static_cast<double>(cost.examples));
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "| %s | %s | %.0f | %.1f | %.1f |\n", name.c_str(), system.c_str(),
+                    cost.context_positions / n, 1e3 * cost.prefill_seconds / n,
+                    cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0);
+      md += buf;
+      j["datasets"][name]["cost"][system] = {{"context_positions_per_question", cost.context_positions / n},
+                                              {"ttft_ms", 1e3 * cost.prefill_seconds / n},
+                                              {"decode_tokens_per_s", cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0}};
+    }
   write_file_atomic((run_dir / "results.json").string(), j.dump(2) + "\n");
   write_file_atomic((run_dir / "results.md").string(), md);
 }
@@ -271,13 +288,18 @@ int run_experiment(const std::vector<std::string>& argv) {
                          model.config, {adapter.string()}, model.embed_tokens.dtype(), device)),
                      {0});
       apps::PredictOptions po;
-      po.store_dir = system == "no_context" ? "" : store.string();
+      po.context = system == "no_context"       ? apps::ContextKind::kNone
+                   : system == "truncated_text" ? apps::ContextKind::kTruncatedText
+                                                : apps::ContextKind::kCompressed;
+      po.store_dir = store.string();
+      po.text_budget = c.text_budget;
       po.max_new_tokens = c.max_new_tokens;
       po.quiet = quiet;
       const std::string preds = (dd / system / "predictions.jsonl").string();
       fs::create_directories(dd / system);
       stage(d.name + ": predict with " + system);
-      apps::predict_dataset(model, tok, eval_data, preds, po);
+      const apps::PredictCount pc = apps::predict_dataset(model, tok, eval_data, preds, po);
+      table[d.name].cost[system] = pc.cost;
       eval::EvalRequest req;
       req.dataset = d.name;
       req.predictions = preds;

@@ -53,8 +53,23 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
         lines.push_back(line);
     }
   }
+  PredictCount count;
+  const std::string cost_path = out + ".cost.json";
+  if (fs::exists(cost_path)) {  // what earlier runs spent on the predictions kept above
+    std::ifstream f(cost_path);
+    const nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+    if (j.is_object() && j.value("examples", size_t{0}) <= done.size()) {
+      count.cost.examples = j.value("examples", size_t{0});
+      count.cost.context_positions = j.value("context_positions", 0.0);
+      count.cost.prefill_seconds = j.value("prefill_seconds", 0.0);
+      count.cost.decode_seconds = j.value("decode_seconds", 0.0);
+      count.cost.decode_tokens = j.value("decode_tokens", 0.0);
+    }
+  }
   compress::StoreManifest manifest;
-  if (!o.store_dir.empty()) manifest = compress::StoreManifest::read((fs::path(o.store_dir) / "manifest.json").string());
+  if (o.context == ContextKind::kCompressed)
+    manifest = compress::StoreManifest::read((fs::path(o.store_dir) / "manifest.json").string());
+  const eval::TokenCounter count_tokens = [&](const std::string& text) { return tok.encode(text, false, false).size(); };
   models::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.eos_ids = {tok.eos_id()};
@@ -62,20 +77,36 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
     std::string text;
     for (const std::string& l : lines) text += l + "\n";
     write_file_atomic(out, text);
+    const PredictCost& c = count.cost;
+    write_file_atomic(cost_path, nlohmann::json{{"examples", c.examples}, {"context_positions", c.context_positions},
+                                                {"prefill_seconds", c.prefill_seconds},
+                                                {"decode_seconds", c.decode_seconds}, {"decode_tokens", c.decode_tokens}}
+                                         .dump() + "\n");
   };
-  PredictCount count;
   size_t todo = 0;
   for (const eval::Example& ex : data.examples) todo += done.count(ex.id) ? 0 : 1;
   const auto t0 = std::chrono::steady_clock::now();
   std::string cached_doc;
   for (const eval::Example& ex : data.examples) {
     if (done.count(ex.id)) continue;
-    if (!o.store_dir.empty() && ex.doc_id != cached_doc) {  // readers keep a document's examples together
+    if (o.context == ContextKind::kCompressed && ex.doc_id != cached_doc) {  // readers keep a document's examples together
       g.prefix_embeddings =
           compress::load_summary(o.store_dir, manifest, ex.doc_id).to(model.embed_tokens.device()).unsqueeze(0);
       cached_doc = ex.doc_id;
     }
-    const models::GenerateResult r = models::generate(model, {tok.encode(eval::lloco_prompt(ex), false, false)}, g);
+    // The text baseline is an ordinary LLaMA prompt (BOS first, as vLLM tokenizes it in LLoCO's runs);
+    // the compressed prompts follow the summary vectors without one, as in LLoCO.
+    const std::vector<int32_t> prompt =
+        o.context == ContextKind::kTruncatedText
+            ? tok.encode(eval::baseline_prompt(ex, static_cast<size_t>(o.text_budget), count_tokens).text, true, false)
+            : tok.encode(eval::lloco_prompt(ex), false, false);
+    const models::GenerateResult r = models::generate(model, {prompt}, g);
+    count.cost.examples += 1;
+    count.cost.context_positions +=
+        static_cast<double>(r.prefill_tokens);
+    count.cost.prefill_seconds += r.prefill_seconds;
+    count.cost.decode_seconds += r.decode_seconds;
+    count.cost.decode_tokens += static_cast<double>(r.decode_tokens);
     std::vector<int32_t> ids = r.tokens[0];
     if (!ids.empty() && ids.back() == tok.eos_id()) ids.pop_back();
     lines.push_back(nlohmann::json{{"id", ex.id}, {"prediction", tok.decode(ids)}}.dump());

@@ -25,14 +25,29 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
                                          const std::string& store_dir, Device device);
 
+// What precedes LLoCO's prompt: the document's summary vectors (from store_dir), nothing, or the
+// document as text truncated to text_budget tokens with the prompt (LLoCO's 4k-window baseline).
+enum class ContextKind { kCompressed, kNone, kTruncatedText };
+
 struct PredictOptions {
-  std::string store_dir;       // "" = no compressed context (the no-context baseline)
-  int64_t max_new_tokens = 50; // LLoCO's default (its QMSum script uses 96)
-  int64_t save_every = 16;     // the predictions file is rewritten atomically this often
+  ContextKind context = ContextKind::kCompressed;
+  std::string store_dir;        // kCompressed
+  int64_t text_budget = 4000;   // kTruncatedText: document + prompt tokens
+  int64_t max_new_tokens = 50;  // LLoCO's default (its QMSum script uses 96)
+  int64_t save_every = 16;      // the predictions file is rewritten atomically this often
   bool quiet = false;
+};
+
+// Cost of the predictions, accumulated over runs in <out>.cost.json: what the decoder read (summary
+// vectors + prompt tokens) and how long prefill (time to first token) and decoding took.
+struct PredictCost {
+  size_t examples = 0;
+  double context_positions = 0;  // summary vectors + prompt tokens, summed
+  double prefill_seconds = 0, decode_seconds = 0, decode_tokens = 0;
 };
 struct PredictCount {
   size_t total = 0, added = 0;
+  PredictCost cost;
 };
 
 // Greedy answers for every example of `data` into `out` ({"id", "prediction"} lines, what `lloco
