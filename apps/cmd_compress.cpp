@@ -33,7 +33,7 @@ Re-running with the same settings continues where a stopped run ended.
   --out DIR              the store directory
   --id-field NAME        document id field (default "id"; numbers are accepted)
   --text-field NAME      text field (default "text"), tokenized as LLoCO does: no BOS, in
-                         10,000-character slices
+                         10,000-character slices, at most 122,880 tokens (80 segments)
   --ids-field NAME       read pre-tokenized documents (a list of token ids) from this field instead
   --tokenizer PATH       default: DIR/tokenizer.model
   --segment-length N     tokens per segment (default 1536)
@@ -74,7 +74,7 @@ int run_compress(const std::vector<std::string>& argv) {
   if (args.has("dataset-file")) {
     if (!tok) throw std::runtime_error("--dataset-file needs text: drop --ids-field");
     for (const eval::Document& d : apps::read_dataset_arg(args).documents)
-      if (d.text) docs.push_back({d.id, compress::tokenize_document(*tok, *d.text)});
+      if (d.text) docs.push_back({d.id, models::encode_long_document(*tok, *d.text, 10000, compress::kMaxDocumentTokens)});
   }
   eval::DatasetFile seen;
   if (args.has("docs")) eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
@@ -89,7 +89,8 @@ int run_compress(const std::vector<std::string>& argv) {
         d.ids.push_back(v.get<int32_t>());
       }
     } else {
-      d.ids = compress::tokenize_document(*tok, eval::get_string(rec, args.str("text-field", "text").c_str()));
+      d.ids = models::encode_long_document(*tok, eval::get_string(rec, args.str("text-field", "text").c_str()), 10000,
+                                            compress::kMaxDocumentTokens);
     }
     docs.push_back(std::move(d));
   });

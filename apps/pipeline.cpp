@@ -21,7 +21,7 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
                                          const compress::CorpusOptions& options) {
   std::vector<compress::TokenizedDoc> docs;
   for (const eval::Document& d : data.documents)
-    if (d.text) docs.push_back({d.id, compress::tokenize_document(tok, *d.text)});
+    if (d.text) docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens)});
   return compress::compress_corpus(encoder, docs, dir, options);
 }
 

@@ -16,6 +16,10 @@
 
 namespace lloco::compress {
 
+// LLoCO feeds at most 80 segments of 1536 tokens to the encoder (its "128k window"): longer
+// documents are cut there (models::encode_long_document's max_tokens).
+constexpr int64_t kMaxDocumentTokens = 122880;
+
 struct CompressOptions {
   int64_t segment_length = 1536;      // LLoCO: 1536 tokens, 50 summary vectors each (30x)
   bool summarize_last_segment = true; // AutoCompressors' output_softprompt (LLoCO: true)

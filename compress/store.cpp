@@ -37,14 +37,6 @@ T required(const json& j, const char* field, const std::string& path) {
   }
 }
 
-// Length in bytes of the UTF-8 sequence starting with byte c (1 for stray continuation bytes).
-size_t utf8_length(unsigned char c) {
-  if (c >= 0xF0) return 4;
-  if (c >= 0xE0) return 3;
-  if (c >= 0xC0) return 2;
-  return 1;
-}
-
 }  // namespace
 
 StoreManifest StoreManifest::read(const std::string& path) {
@@ -91,21 +83,6 @@ std::string StoreManifest::to_json() const {
                   {"dtype", dtype},
                   {"docs", docs_j}};
   return j.dump(1) + "\n";
-}
-
-std::vector<int32_t> tokenize_document(const models::Tokenizer& tok, const std::string& text, int64_t slice_chars) {
-  LLOCO_CHECK(slice_chars >= 1, "tokenize_document", "slice_chars must be >= 1, got ", slice_chars);
-  std::vector<int32_t> ids;
-  size_t begin = 0;
-  while (begin < text.size()) {
-    size_t end = begin;
-    for (int64_t c = 0; c < slice_chars && end < text.size(); ++c)
-      end = std::min(text.size(), end + utf8_length(static_cast<unsigned char>(text[end])));
-    const std::vector<int32_t> part = tok.encode(std::string_view(text).substr(begin, end - begin), false, false);
-    ids.insert(ids.end(), part.begin(), part.end());
-    begin = end;
-  }
-  return ids;
 }
 
 StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<TokenizedDoc>& docs,

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "compress/autocompressor.h"
-#include "models/tokenizer.h"
 
 namespace lloco::compress {
 
@@ -38,11 +37,6 @@ struct TokenizedDoc {
   std::string id;
   std::vector<int32_t> ids;
 };
-
-// LLoCO's encoder tokenization: no BOS/EOS, and text longer than slice_chars code points is encoded
-// slice by slice and concatenated (LLoCO's preprocessing does this with 10,000-character slices).
-std::vector<int32_t> tokenize_document(const models::Tokenizer& tok, const std::string& text,
-                                       int64_t slice_chars = 10000);
 
 struct CorpusOptions {
   CompressOptions compress;

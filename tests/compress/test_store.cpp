@@ -1,6 +1,7 @@
 // The compressed store (compress/store.h): shards + manifest round-trip to the encoder's own
 // output, a stopped run resumes from what the manifest lists (an orphan shard is rewritten), other
-// settings or a bad manifest fail naming the field, and LLoCO's sliced tokenization.
+// settings or a bad manifest fail naming the field. (LLoCO's sliced tokenization is
+// models::encode_long_document, tested against Python in tests/models/test_tokenizer.cpp.)
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -19,8 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kAcDir = std::string(LLOCO_FIXTURES_DIR) + "/compress/tiny_ac";
-const std::string kTok512 = std::string(LLOCO_SHARED_DATA_DIR) + "/models/stories260K/tok512.bin";
-const std::string kLlamaTokenizer = std::string(LLOCO_SHARED_DATA_DIR) + "/models/llama2-tokenizer/tokenizer.model";
 
 std::vector<TokenizedDoc> corpus(int n) {
   std::vector<TokenizedDoc> docs;
@@ -129,28 +128,6 @@ TEST(CompressedStore, OtherSettingsAndBadManifestsFailNamingTheField) {
       "\"docs\": []}",
       "'summary_length' has the wrong type");
   fs::remove_all(dir);
-}
-
-TEST(CompressedStore, SlicedTokenizationConcatenatesTheSlices) {
-  const models::Llama2cTokenizer tok(kTok512, 512);
-  const std::string text = "Once upon a time there was a cat.";
-  std::vector<int32_t> want;
-  for (size_t i = 0; i < text.size(); i += 10) {
-    const auto part = tok.encode(text.substr(i, 10), false, false);
-    want.insert(want.end(), part.begin(), part.end());
-  }
-  EXPECT_EQ(tokenize_document(tok, text, 10), want);
-  EXPECT_EQ(tokenize_document(tok, text), tok.encode(text, false, false));  // shorter than one slice
-  // Slices count code points: "é" is two bytes and is never split. (SentencePiece prefixes every
-  // encode with a dummy "▁", so slicing by bytes would give five encodes, not three.)
-  const models::SentencePieceTokenizer sp(kLlamaTokenizer);
-  const std::string accents = "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";  // 5 x U+00E9
-  std::vector<int32_t> by_chars;
-  for (const std::string& s : {std::string("\xc3\xa9\xc3\xa9"), std::string("\xc3\xa9\xc3\xa9"), std::string("\xc3\xa9")}) {
-    const auto part = sp.encode(s, false, false);
-    by_chars.insert(by_chars.end(), part.begin(), part.end());
-  }
-  EXPECT_EQ(tokenize_document(sp, accents, 2), by_chars);
 }
 
 }  // namespace
