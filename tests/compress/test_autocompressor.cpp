@@ -14,6 +14,7 @@
 #include "compress/autocompressor.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/safetensors.h"
 
 namespace lloco::compress {
@@ -31,13 +32,8 @@ std::vector<int32_t> ids_of(const Tensor& t) {
 
 void expect_close(const Tensor& got, const Tensor& want, const std::string& what) {
   ASSERT_EQ(shape_str(got.shape()), shape_str(want.shape())) << what;
-  const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    err = std::max(err, std::abs(g[i] - w[i]));
-    scale = std::max(scale, std::abs(w[i]));
-  }
-  EXPECT_LE(err, 1e-4 * scale) << what << ": max |diff| " << err << " on values of scale " << scale;
+  const DiffStats d = compare_tensors(got, want);
+  EXPECT_LE(d.max_abs, 1e-4 * d.max_ref) << what << ": max |diff| " << d.max_abs << " on values of scale " << d.max_ref;
 }
 
 TEST(AutoCompressor, SummaryVectorsMatchTheReference) {

@@ -28,13 +28,7 @@ const std::string& kAdapterDir = testing::kTinyAdapterDir;
 const std::string& kExpected = testing::kTinyExpected;
 using testing::fixture_examples;
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double d = 0;
-  for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
-}
+double max_abs_diff(const Tensor& a, const Tensor& b) { return compare_tensors(a, b).max_abs; }
 
 TEST(AdapterTraining, BatchLayoutAndLossMatchTheFixture) {
   const models::LlamaModel model = models::load_hf_model(kModelDir);

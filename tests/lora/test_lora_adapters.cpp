@@ -33,16 +33,12 @@ const std::string& kAdapterDir = testing::kTinyAdapterDir;
 const std::string& kExpected = testing::kTinyExpected;
 using testing::fixture_input;
 
-// max |got - want| <= atol + rtol * max |want|, reported with the name.
+// max |got - want| <= atol + rtol * max |want| (core's compare_tensors), reported with the name.
 void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
   ASSERT_EQ(got.shape(), want.shape()) << what;
-  const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    err = std::max(err, std::abs(g[i] - w[i]));
-    scale = std::max(scale, std::abs(w[i]));
-  }
-  EXPECT_LE(err, atol + rtol * scale) << what << ": max |diff| " << err << " on values of scale " << scale;
+  const DiffStats d = compare_tensors(got, want);
+  EXPECT_LE(d.max_abs, atol + rtol * d.max_ref) << what << ": max |diff| " << d.max_abs << " on values of scale "
+                                                << d.max_ref;
 }
 
 TEST(LoraAdapters, PeftAdapterMatchesPeftLogitsLossAndGradients) {
