@@ -54,8 +54,7 @@ int run_compress(const std::vector<std::string>& argv) {
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"encoder", "out"})
-    if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  apps::require_options(args, {"encoder", "out"});
   if (args.has("docs") == args.has("dataset-file"))
     throw std::runtime_error("give exactly one of --docs and --dataset-file");
   const std::string encoder_dir = args.str("encoder", ""), id_field = args.str("id-field", "id");
@@ -82,12 +81,7 @@ int run_compress(const std::vector<std::string>& argv) {
     compress::TokenizedDoc d;
     d.id = id.is_string() ? id.get<std::string>() : id.dump();
     if (args.has("ids-field")) {
-      for (const eval::json& v : eval::get_array(rec, args.str("ids-field", "").c_str())) {
-        if (!v.is_number_integer())
-          throw std::runtime_error(args.str("docs", "") + ":" + std::to_string(line) + ": token id " + v.dump() +
-                                   " is not an integer");
-        d.ids.push_back(v.get<int32_t>());
-      }
+      d.ids = apps::token_ids_field(rec, args.str("ids-field", ""), args.str("docs", "") + ":" + std::to_string(line));
     } else {
       d.ids = models::encode_long_document(*tok, eval::get_string(rec, args.str("text-field", "text").c_str()), 10000,
                                             compress::kMaxDocumentTokens);

@@ -55,15 +55,6 @@ into --run-dir and continues from there when started again.
   --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet   --help
 )";
 
-std::vector<int32_t> int_array(const eval::json& rec, const std::string& field, const std::string& where) {
-  std::vector<int32_t> out;
-  for (const eval::json& v : eval::get_array(rec, field.c_str())) {
-    if (!v.is_number_integer()) throw std::runtime_error(where + ": " + field + " entry " + v.dump() + " is not an integer");
-    out.push_back(v.get<int32_t>());
-  }
-  return out;
-}
-
 int run_finetune(const std::vector<std::string>& argv) {
   const apps::Args args(
       argv,
@@ -77,8 +68,7 @@ int run_finetune(const std::vector<std::string>& argv) {
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"model", "store", "out"})
-    if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  apps::require_options(args, {"model", "store", "out"});
   if (args.has("qa") == args.has("dataset-file")) throw std::runtime_error("give exactly one of --qa and --dataset-file");
   if (args.has("dataset-file") && args.has("prompt-ids-field"))
     throw std::runtime_error("--dataset-file examples are text: drop the ids fields");
@@ -117,8 +107,8 @@ int run_finetune(const std::vector<std::string>& argv) {
     lora::QaExample e;
     e.prefix = summary_of(id.is_string() ? id.get<std::string>() : id.dump());
     if (pretokenized) {
-      e.prompt = int_array(rec, args.str("prompt-ids-field", ""), where);
-      e.answer = int_array(rec, args.str("answer-ids-field", ""), where);
+      e.prompt = apps::token_ids_field(rec, args.str("prompt-ids-field", ""), where);
+      e.answer = apps::token_ids_field(rec, args.str("answer-ids-field", ""), where);
     } else {
       e.prompt = tok->encode(eval::get_string(rec, args.str("prompt-field", "prompt").c_str()), false, false);
       e.answer = tok->encode(eval::get_string(rec, args.str("answer-field", "answer").c_str()), false, true);

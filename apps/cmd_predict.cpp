@@ -50,8 +50,7 @@ int run_predict(const std::vector<std::string>& argv) {
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  for (const char* required : {"model", "dataset-file", "out"})
-    if (!args.has(required)) throw std::runtime_error(std::string("--") + required + " is required (see --help)");
+  apps::require_options(args, {"model", "dataset-file", "out"});
   const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
