@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,8 +73,9 @@ int run_compress(const std::vector<std::string>& argv) {
   std::vector<compress::TokenizedDoc> docs;
   if (args.has("dataset-file")) {
     if (!tok) throw std::runtime_error("--dataset-file needs text: drop --ids-field");
+    const std::set<std::string> stored = compress::stored_ids(args.str("out", ""));
     for (const eval::Document& d : apps::read_dataset_arg(args).documents)
-      if (d.text) docs.push_back({d.id, models::encode_long_document(*tok, *d.text, 10000, compress::kMaxDocumentTokens)});
+      if (d.text && !stored.count(d.id)) docs.push_back({d.id, models::encode_long_document(*tok, *d.text, 10000, compress::kMaxDocumentTokens)});
   }
   eval::DatasetFile seen;
   if (args.has("docs")) eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
@@ -92,7 +94,7 @@ int run_compress(const std::vector<std::string>& argv) {
   compress::CorpusOptions o;
   o.compress.segment_length = args.integer("segment-length", 1536);
   o.docs_per_shard = args.integer("docs-per-shard", 64);
-  o.encoder_name = encoder_dir;
+  o.encoder_name = fs::weakly_canonical(encoder_dir).string();  // the same store from any working directory
   o.quiet = args.flag("quiet");
   const std::string out = args.str("out", "");
   const compress::StoreManifest m = compress::compress_corpus(encoder, docs, out, o);

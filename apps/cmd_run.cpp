@@ -250,7 +250,7 @@ int run_experiment(const std::vector<std::string>& argv) {
     const eval::DatasetFile eval_data = eval::read_dataset(d.eval, eval::parse_format(d.format), ro);
     compress::CorpusOptions co;
     co.compress = c.compress;
-    co.encoder_name = c.encoder;
+    co.encoder_name = fs::weakly_canonical(c.encoder).string();
     co.docs_per_shard = c.docs_per_shard;
     co.quiet = quiet;
     stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");

@@ -19,9 +19,10 @@ namespace fs = std::filesystem;
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
                                          const compress::CorpusOptions& options) {
+  const std::set<std::string> stored = compress::stored_ids(dir);
   std::vector<compress::TokenizedDoc> docs;
   for (const eval::Document& d : data.documents)
-    if (d.text) docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens)});
+    if (d.text && !stored.count(d.id)) docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens)});
   return compress::compress_corpus(encoder, docs, dir, options);
 }
 

@@ -171,6 +171,14 @@ StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<T
   return m;
 }
 
+std::set<std::string> stored_ids(const std::string& dir) {
+  std::set<std::string> ids;
+  const fs::path manifest = fs::path(dir) / kManifest;
+  if (fs::exists(manifest))
+    for (const StoredDoc& d : StoreManifest::read(manifest.string()).docs) ids.insert(d.id);
+  return ids;
+}
+
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id) {
   for (const StoredDoc& d : manifest.docs)
     if (d.id == id) {

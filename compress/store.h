@@ -7,6 +7,7 @@
 // rewritten). The retrieval index and group/adapter metadata go on top of this (retrieve/).
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ struct CorpusOptions {
 // a manifest written with other settings is an error naming the field. Duplicate ids are an error.
 StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<TokenizedDoc>& docs,
                               const std::string& dir, const CorpusOptions& options);
+
+// Ids of the documents the store in `dir` already holds (none when it has no manifest yet): callers
+// skip tokenizing those when a run resumes.
+std::set<std::string> stored_ids(const std::string& dir);
 
 // The summary vectors [vectors, D] of document `id` of the store in `dir`.
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id);
