@@ -1,5 +1,5 @@
 // `lloco compress`: LLoCO's offline stage. Reads documents from JSONL, compresses each with an
-// AutoCompressor into summary vectors and writes a resumable store (compress/store.h). Only argv
+// AutoCompressor into summary vectors and writes a resumable store (compress/store.h) with each chunk's text and group for the retrievers. Only argv
 // and the JSONL fields are handled here.
 #include <cstdio>
 #include <filesystem>
@@ -24,8 +24,9 @@ using namespace lloco;
 constexpr const char* kUsage = R"(usage: lloco compress --encoder DIR (--docs FILE.jsonl | --dataset-file F) --out DIR [options]
 
 Compresses every document into AutoCompressor summary vectors (50 per 1536-token segment for
-AutoCompressor-Llama-2-7b-6k) and writes them to a store: summaries-*.safetensors + manifest.json.
-Re-running with the same settings continues where a stopped run ended.
+AutoCompressor-Llama-2-7b-6k) and writes them to a store: summaries-*.safetensors, the texts the
+retrievers index (texts-*.jsonl) and manifest.json (chunks, groups, adapters). Re-running with the
+same settings continues where a stopped run ended.
 
   --encoder DIR          AutoCompressor HF directory (config.json with summary_length,
                          weights with embed_summary.weight)
@@ -38,6 +39,11 @@ Re-running with the same settings continues where a stopped run ended.
   --ids-field NAME       read pre-tokenized documents (a list of token ids) from this field instead
   --tokenizer PATH       default: DIR/tokenizer.model
   --segment-length N     tokens per segment (default 1536)
+  --chunk-tokens N       compress each document as independent chunks of N tokens, the unit that
+                         `lloco serve` retrieves (default 0: one chunk per document, LLoCO's eval)
+  --group NAME           the document group of every document (one LoRA adapter per group)
+  --group-field NAME     per-document group field instead
+  --group-dataset NAME   the prompt template new groups are served with (qmsum, qasper, ...)
   --docs-per-shard N     documents per safetensors shard (default 64)
   --dtype f32|bf16|f16   encoder dtype, which is also the stored dtype (default: as stored)
   --device cpu|cuda[:N]  default cpu
@@ -48,7 +54,8 @@ Re-running with the same settings continues where a stopped run ended.
 int run_compress(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"encoder", "docs", "dataset-file", "format", "out", "id-field", "text-field", "ids-field",
-                         "tokenizer", "segment-length", "docs-per-shard", "dtype", "device"},
+                         "tokenizer", "segment-length", "docs-per-shard", "dtype", "device", "chunk-tokens", "group",
+                         "group-field", "group-dataset"},
                         {"quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
     std::printf(kUsage, apps::kDatasetOptionsHelp);
@@ -58,6 +65,8 @@ int run_compress(const std::vector<std::string>& argv) {
   apps::require_options(args, {"encoder", "out"});
   if (args.has("docs") == args.has("dataset-file"))
     throw std::runtime_error("give exactly one of --docs and --dataset-file");
+  if (args.has("group") && args.has("group-field")) throw std::runtime_error("give at most one of --group and --group-field");
+  if (args.has("group-field") && !args.has("docs")) throw std::runtime_error("--group-field needs --docs");
   const std::string encoder_dir = args.str("encoder", ""), id_field = args.str("id-field", "id");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
@@ -75,18 +84,21 @@ int run_compress(const std::vector<std::string>& argv) {
     if (!tok) throw std::runtime_error("--dataset-file needs text: drop --ids-field");
     const std::set<std::string> stored = compress::stored_ids(args.str("out", ""));
     for (const eval::Document& d : apps::read_dataset_arg(args).documents)
-      if (d.text && !stored.count(d.id)) docs.push_back({d.id, models::encode_long_document(*tok, *d.text, 10000, compress::kMaxDocumentTokens)});
+      if (d.text && !stored.count(d.id))
+        docs.push_back({d.id, models::encode_long_document(*tok, *d.text, 10000, compress::kMaxDocumentTokens),
+                        args.str("group", ""), *d.text});
   }
   eval::DatasetFile seen;
   if (args.has("docs")) eval::for_each_jsonl(args.str("docs", ""), false, seen, [&](const eval::json& rec, size_t line) {
     const eval::json& id = eval::field(rec, id_field.c_str());
     compress::TokenizedDoc d;
     d.id = id.is_string() ? id.get<std::string>() : id.dump();
+    d.group = args.has("group-field") ? eval::get_string(rec, args.str("group-field", "").c_str()) : args.str("group", "");
     if (args.has("ids-field")) {
       d.ids = apps::token_ids_field(rec, args.str("ids-field", ""), args.str("docs", "") + ":" + std::to_string(line));
     } else {
-      d.ids = models::encode_long_document(*tok, eval::get_string(rec, args.str("text-field", "text").c_str()), 10000,
-                                            compress::kMaxDocumentTokens);
+      d.text = eval::get_string(rec, args.str("text-field", "text").c_str());
+      d.ids = models::encode_long_document(*tok, d.text, 10000, compress::kMaxDocumentTokens);
     }
     docs.push_back(std::move(d));
   });
@@ -94,18 +106,24 @@ int run_compress(const std::vector<std::string>& argv) {
   compress::CorpusOptions o;
   o.compress.segment_length = args.integer("segment-length", 1536);
   o.docs_per_shard = args.integer("docs-per-shard", 64);
+  o.chunk_tokens = args.integer("chunk-tokens", 0);
+  o.group_dataset = args.str("group-dataset", "");
+  if (tok) o.decode = [&tok](const std::vector<int32_t>& ids) { return tok->decode(ids); };
   o.encoder_name = fs::weakly_canonical(encoder_dir).string();  // the same store from any working directory
   o.quiet = args.flag("quiet");
   const std::string out = args.str("out", "");
   const compress::StoreManifest m = compress::compress_corpus(encoder, docs, out, o);
   int64_t tokens = 0, vectors = 0;
-  for (const compress::StoredDoc& d : m.docs) {
-    tokens += d.tokens;
-    vectors += d.vectors;
+  std::set<std::string> documents;
+  for (const compress::StoredChunk& c : m.chunks) {
+    tokens += c.tokens();
+    vectors += c.vectors;
+    documents.insert(c.doc);
   }
-  std::printf("store %s: %zu documents, %lld tokens -> %lld summary vectors (%.1fx fewer), %s\n", out.c_str(),
-              m.docs.size(), static_cast<long long>(tokens), static_cast<long long>(vectors),
-              vectors > 0 ? static_cast<double>(tokens) / static_cast<double>(vectors) : 0.0, m.dtype.c_str());
+  std::printf("store %s: %zu documents, %lld tokens -> %lld summary vectors (%.1fx fewer), %zu chunks, %zu groups, %s\n",
+              out.c_str(), documents.size(), static_cast<long long>(tokens), static_cast<long long>(vectors),
+              vectors > 0 ? static_cast<double>(tokens) / static_cast<double>(vectors) : 0.0, m.chunks.size(),
+              m.groups.size(), m.dtype.c_str());
   return 0;
 }
 

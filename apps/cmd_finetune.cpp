@@ -41,6 +41,7 @@ into --run-dir and continues from there when started again.
   --answer-field NAME    answer text (default "answer"; EOS is appended)
   --prompt-ids-field NAME / --answer-ids-field NAME   pre-tokenized prompt / answer ids instead
   --tokenizer PATH       default: MODEL/tokenizer.model
+  --group NAME           record the adapter as this store group's (what `lloco serve` applies to it)
   --run-dir DIR          metrics.jsonl + checkpoint.safetensors (default: OUT/run)
   --epochs E             default 3 (LLoCO), or --steps N
   --batch-size N         examples per micro-batch (default 1)
@@ -61,7 +62,7 @@ int run_finetune(const std::vector<std::string>& argv) {
       {"model", "store", "qa", "dataset-file", "format", "out", "doc-field", "prompt-field", "answer-field", "prompt-ids-field",
        "answer-ids-field", "tokenizer", "run-dir", "epochs", "steps", "batch-size", "grad-accum", "lr", "schedule",
        "warmup-ratio", "weight-decay", "max-grad-norm", "rank", "alpha", "dropout", "targets", "seed",
-       "checkpoint-every", "dtype", "device"},
+       "checkpoint-every", "dtype", "device", "group"},
       {"gradient-checkpointing", "quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
     std::printf(kUsage, apps::kDatasetOptionsHelp);
@@ -89,7 +90,9 @@ int run_finetune(const std::vector<std::string>& argv) {
     tok = std::make_unique<models::SentencePieceTokenizer>(path);
   }
 
-  const compress::StoreManifest manifest = compress::StoreManifest::read((fs::path(store_dir) / "manifest.json").string());
+  const compress::StoreManifest manifest = compress::read_store(store_dir);
+  if (args.has("group") && !manifest.groups.count(args.str("group", "")))  // before training, not after
+    throw std::runtime_error("--group '" + args.str("group", "") + "': the store " + store_dir + " has no such group");
   std::map<std::string, Tensor> summaries;  // each document loaded once
   auto summary_of = [&](const std::string& doc) {
     auto it = summaries.find(doc);
@@ -153,6 +156,11 @@ int run_finetune(const std::vector<std::string>& argv) {
                static_cast<long long>(o.batch_size), static_cast<long long>(o.loop.grad_accumulation));
   const train::TrainResult r = lora::train_adapter(model, adapters, examples, o);
   lora::save_peft_adapter(*adapters, 0, out, model_dir);
+  if (args.has("group")) {
+    compress::register_adapter(store_dir, args.str("group", ""), out);
+    std::printf("registered %s as the adapter of group '%s' in %s\n", out.c_str(), args.str("group", "").c_str(),
+                store_dir.c_str());
+  }
   if (r.losses.empty())
     std::printf("saved PEFT adapter %s after %lld steps (the run was already complete)\n", out.c_str(),
                 static_cast<long long>(r.steps_done));

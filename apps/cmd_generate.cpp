@@ -156,7 +156,8 @@ int run_generate(const std::vector<std::string>& raw) {
   });
   std::fwrite(pending.data(), 1, pending.size(), stdout);
   std::printf("\n");
-  const char* why = r.finish[0] == FinishReason::Eos ? "eos" : r.finish[0] == FinishReason::Stop ? "stop" : "length";
+  const char* why = r.finish[0] == FinishReason::Eos ? "eos" : r.finish[0] == FinishReason::Stop ? "stop"
+                  : r.finish[0] == FinishReason::Cancelled ? "cancelled" : "length";
   std::fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s (%.1f tok/s); finish: %s\n",
                static_cast<long long>(r.prefill_tokens), r.prefill_seconds,
                r.prefill_seconds > 0 ? r.prefill_tokens / r.prefill_seconds : 0.0,

@@ -2,15 +2,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "compress/manifest_json.h"
 
 namespace lloco::compress {
 
@@ -27,14 +27,25 @@ std::string shard_name(size_t index) {
   return buf;
 }
 
-template <typename T>
-T required(const json& j, const char* field, const std::string& path) {
-  LLOCO_CHECK(j.contains(field), "StoreManifest", path, ": missing field '", field, "'");
-  try {
-    return j[field].get<T>();
-  } catch (const json::exception&) {
-    LLOCO_FAIL("StoreManifest", path, ": field '", field, "' has the wrong type: ", j[field].dump());
-  }
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t fnv1a_tensor(uint64_t h, const Tensor& t) {
+  const Tensor host = t.to(cpu()).contiguous();
+  return fnv1a(h, host.data_ptr(), host.nbytes());
+}
+
+// The documents' chunks: whole documents, or spans of chunk_tokens tokens.
+std::vector<StoredChunk> plan_chunks(const TokenizedDoc& d, int64_t chunk_tokens) {
+  const auto n = static_cast<int64_t>(d.ids.size());
+  if (chunk_tokens <= 0) return {StoredChunk{d.id, d.id, d.group, 0, n, 0, ""}};
+  std::vector<StoredChunk> chunks;
+  for (int64_t b = 0, k = 0; b < n || (n == 0 && k == 0); b += chunk_tokens, ++k)
+    chunks.push_back(StoredChunk{d.id + "#" + std::to_string(k), d.id, d.group, b, std::min(n, b + chunk_tokens), 0, ""});
+  return chunks;
 }
 
 }  // namespace
@@ -48,55 +59,44 @@ StoreManifest StoreManifest::read(const std::string& path) {
   } catch (const json::exception& e) {
     LLOCO_FAIL("StoreManifest", path, ": invalid JSON: ", e.what());
   }
-  LLOCO_CHECK(j.is_object(), "StoreManifest", path, ": the top level must be an object");
-  const int version = required<int>(j, "schema_version", path);
-  LLOCO_CHECK(version == kSchemaVersion, "StoreManifest", path, ": schema_version ", version, ", this build reads ",
-              kSchemaVersion);
-  StoreManifest m;
-  m.encoder = required<std::string>(j, "encoder", path);
-  m.summary_length = required<int64_t>(j, "summary_length", path);
-  m.segment_length = required<int64_t>(j, "segment_length", path);
-  m.hidden_size = required<int64_t>(j, "hidden_size", path);
-  m.accumulate_summary = required<bool>(j, "accumulate_summary", path);
-  m.summarize_last_segment = required<bool>(j, "summarize_last_segment", path);
-  m.dtype = required<std::string>(j, "dtype", path);
-  LLOCO_CHECK(j.contains("docs") && j["docs"].is_array(), "StoreManifest", path, ": field 'docs' must be a list");
-  for (const json& d : j["docs"]) {
-    LLOCO_CHECK(d.is_object(), "StoreManifest", path, ": a 'docs' entry is not an object: ", d.dump());
-    m.docs.push_back(StoredDoc{required<std::string>(d, "id", path), required<int64_t>(d, "tokens", path),
-                               required<int64_t>(d, "vectors", path), required<std::string>(d, "shard", path)});
-  }
-  return m;
+  return manifest_from_json(j, path);
 }
 
-std::string StoreManifest::to_json() const {
-  json docs_j = json::array();
-  for (const StoredDoc& d : docs)
-    docs_j.push_back({{"id", d.id}, {"tokens", d.tokens}, {"vectors", d.vectors}, {"shard", d.shard}});
-  const json j = {{"schema_version", kSchemaVersion},
-                  {"encoder", encoder},
-                  {"summary_length", summary_length},
-                  {"segment_length", segment_length},
-                  {"hidden_size", hidden_size},
-                  {"accumulate_summary", accumulate_summary},
-                  {"summarize_last_segment", summarize_last_segment},
-                  {"dtype", dtype},
-                  {"docs", docs_j}};
-  return j.dump(1) + "\n";
+std::string StoreManifest::to_json() const { return manifest_to_json(*this).dump(1) + "\n"; }
+
+const StoredChunk& StoreManifest::chunk(const std::string& id) const {
+  for (const StoredChunk& c : chunks)
+    if (c.id == id) return c;
+  LLOCO_FAIL("StoreManifest", "no chunk '", id, "' in the store of encoder ", encoder);
+}
+
+std::string encoder_fingerprint(const AutoCompressor& encoder) {
+  const models::LlamaConfig& c = encoder.model().config;
+  const int64_t shape[] = {c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads,
+                           c.intermediate_size, c.vocab_size, encoder.summary_length()};
+  uint64_t h = fnv1a(1469598103934665603ull, shape, sizeof(shape));
+  h = fnv1a_tensor(h, encoder.embed_summary());
+  h = fnv1a_tensor(h, encoder.model().norm);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<TokenizedDoc>& docs,
                               const std::string& dir, const CorpusOptions& o) {
   const char* op = "compress_corpus";
   LLOCO_CHECK(o.docs_per_shard >= 1, op, "docs_per_shard must be >= 1, got ", o.docs_per_shard);
+  LLOCO_CHECK(o.chunk_tokens >= 0, op, "chunk_tokens must be >= 0, got ", o.chunk_tokens);
   std::set<std::string> ids;
   for (const TokenizedDoc& d : docs) LLOCO_CHECK(ids.insert(d.id).second, op, "document id '", d.id, "' repeats");
 
   StoreManifest want;
   want.encoder = o.encoder_name;
+  want.encoder_fingerprint = encoder_fingerprint(encoder);
   want.summary_length = encoder.summary_length();
   want.segment_length = o.compress.segment_length;
   want.hidden_size = encoder.model().config.hidden_size;
+  want.chunk_tokens = o.chunk_tokens;
   want.accumulate_summary = encoder.accumulate_summary();
   want.summarize_last_segment = o.compress.summarize_last_segment;
   want.dtype = dtype_name(encoder.embed_summary().dtype());
@@ -111,53 +111,76 @@ StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<T
                   " (use another directory or the same settings)");
     };
     same("encoder", m.encoder, want.encoder);
+    if (!m.encoder_fingerprint.empty()) same("encoder_fingerprint", m.encoder_fingerprint, want.encoder_fingerprint);
+    m.encoder_fingerprint = want.encoder_fingerprint;  // a version-1 store learns it
     same("summary_length", m.summary_length, want.summary_length);
     same("segment_length", m.segment_length, want.segment_length);
     same("hidden_size", m.hidden_size, want.hidden_size);
+    same("chunk_tokens", m.chunk_tokens, want.chunk_tokens);
     same("accumulate_summary", m.accumulate_summary, want.accumulate_summary);
     same("summarize_last_segment", m.summarize_last_segment, want.summarize_last_segment);
     same("dtype", m.dtype, want.dtype);
   }
-  std::set<std::string> done;
+  std::map<std::string, std::string> done;  // document -> its stored group
   std::set<std::string> shards;
-  for (const StoredDoc& d : m.docs) {
-    done.insert(d.id);
-    shards.insert(d.shard);
+  for (const StoredChunk& c : m.chunks) {
+    done[c.doc] = c.group;
+    shards.insert(c.shard);
   }
   std::vector<const TokenizedDoc*> todo;
   int64_t todo_tokens = 0;
-  for (const TokenizedDoc& d : docs)
-    if (!done.count(d.id)) {
-      todo.push_back(&d);
-      todo_tokens += static_cast<int64_t>(d.ids.size());
+  for (const TokenizedDoc& d : docs) {
+    const auto it = done.find(d.id);
+    if (it != done.end()) {
+      LLOCO_CHECK(it->second == d.group, op, manifest_path, ": document '", d.id, "' is stored in group '", it->second,
+                  "' but this run puts it in '", d.group, "'");
+      continue;
     }
+    todo.push_back(&d);
+    todo_tokens += static_cast<int64_t>(d.ids.size());
+  }
   if (!o.quiet && !done.empty())
     std::fprintf(stderr, "%s: %zu documents already compressed, %zu to go\n", dir.c_str(), done.size(), todo.size());
 
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_done = 0;
+  size_t pending_docs = 0;
   std::vector<std::pair<std::string, Tensor>> pending;
-  std::vector<StoredDoc> pending_docs;
+  std::vector<StoredChunk> pending_chunks;
+  std::string pending_texts;  // texts-NNNNN.jsonl lines
   auto flush = [&] {
     if (pending.empty()) return;
     const std::string shard = shard_name(shards.size());
+    // Texts and vectors first, the manifest that lists them last.
+    const fs::path texts = fs::path(dir) / texts_file_of(shard);
+    if (!pending_texts.empty()) write_file_atomic(texts.string(), pending_texts);
+    else fs::remove(texts);  // left by a run that stopped before listing its shard
     save_safetensors((fs::path(dir) / shard).string(), pending, {{"format", "lloco-summaries-1"}});
     shards.insert(shard);
-    for (StoredDoc& d : pending_docs) {
-      d.shard = shard;
-      m.docs.push_back(d);
+    for (StoredChunk& c : pending_chunks) {
+      c.shard = shard;
+      if (!c.group.empty() && !m.groups.count(c.group)) m.groups[c.group] = GroupInfo{"", o.group_dataset};
+      m.chunks.push_back(c);
     }
     write_file_atomic(manifest_path, m.to_json());
     pending.clear();
-    pending_docs.clear();
+    pending_chunks.clear();
+    pending_texts.clear();
+    pending_docs = 0;
   };
   for (size_t i = 0; i < todo.size(); ++i) {
     const TokenizedDoc& d = *todo[i];
-    const Tensor s = encoder.compress(d.ids, o.compress);
-    pending.emplace_back(d.id, s);
-    pending_docs.push_back(StoredDoc{d.id, static_cast<int64_t>(d.ids.size()), s.size(0), ""});
+    for (StoredChunk& c : plan_chunks(d, o.chunk_tokens)) {
+      const std::vector<int32_t> span(d.ids.begin() + c.begin, d.ids.begin() + c.end);
+      const Tensor s = encoder.compress(span, o.compress);
+      c.vectors = s.size(0);
+      const std::string text = o.chunk_tokens <= 0 ? d.text : (o.decode ? o.decode(span) : "");
+      if (!text.empty()) pending_texts += json{{"id", c.id}, {"text", text}}.dump() + "\n";
+      pending.emplace_back(c.id, s);
+      pending_chunks.push_back(std::move(c));
+    }
     tokens_done += static_cast<int64_t>(d.ids.size());
-    if (static_cast<int64_t>(pending.size()) == o.docs_per_shard) flush();
+    if (static_cast<int64_t>(++pending_docs) == o.docs_per_shard) flush();
     if (!o.quiet) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tok_s = secs > 0 ? tokens_done / secs : 0;
@@ -167,28 +190,68 @@ StoreManifest compress_corpus(const AutoCompressor& encoder, const std::vector<T
   }
   flush();
   if (!o.quiet && !todo.empty()) std::fprintf(stderr, "\n");
-  if (!fs::exists(manifest_path)) write_file_atomic(manifest_path, m.to_json());  // an empty corpus
+  if (!fs::exists(manifest_path) || todo.empty()) write_file_atomic(manifest_path, m.to_json());
   return m;
 }
 
+StoreManifest read_store(const std::string& dir) { return StoreManifest::read((fs::path(dir) / kManifest).string()); }
+
 std::set<std::string> stored_ids(const std::string& dir) {
   std::set<std::string> ids;
-  const fs::path manifest = fs::path(dir) / kManifest;
-  if (fs::exists(manifest))
-    for (const StoredDoc& d : StoreManifest::read(manifest.string()).docs) ids.insert(d.id);
+  if (fs::exists(fs::path(dir) / kManifest))
+    for (const StoredChunk& c : read_store(dir).chunks) ids.insert(c.doc);
   return ids;
 }
 
+void register_adapter(const std::string& dir, const std::string& group, const std::string& adapter_dir) {
+  const std::string manifest_path = (fs::path(dir) / kManifest).string();
+  StoreManifest m = StoreManifest::read(manifest_path);
+  const auto it = m.groups.find(group);
+  if (it == m.groups.end()) {
+    std::string have;
+    for (const auto& [name, info] : m.groups) have += (have.empty() ? "'" : ", '") + name + "'";
+    LLOCO_FAIL("register_adapter", manifest_path, ": no group '", group, "' (the store has ",
+               have.empty() ? "none" : have, ")");
+  }
+  it->second.adapter = fs::weakly_canonical(fs::absolute(adapter_dir)).string();
+  write_file_atomic(manifest_path, m.to_json());
+}
+
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id) {
-  for (const StoredDoc& d : manifest.docs)
-    if (d.id == id) {
-      const Tensor t = load_safetensors((fs::path(dir) / d.shard).string()).get(id);
-      LLOCO_CHECK(t.dim() == 2 && t.size(0) == d.vectors && t.size(1) == manifest.hidden_size, "load_summary",
-                  (fs::path(dir) / d.shard).string(), ": '", id, "' has shape ", shape_str(t.shape()),
-                  ", the manifest says [", d.vectors, ", ", manifest.hidden_size, "]");
-      return t;
+  const StoredChunk& c = manifest.chunk(id);
+  const std::string path = (fs::path(dir) / c.shard).string();
+  const Tensor t = load_safetensors(path).get(id);
+  LLOCO_CHECK(t.dim() == 2 && t.size(0) == c.vectors && t.size(1) == manifest.hidden_size, "load_summary", path,
+              ": '", id, "' has shape ", shape_str(t.shape()), ", the manifest says [", c.vectors, ", ",
+              manifest.hidden_size, "]");
+  return t;
+}
+
+std::map<std::string, std::string> load_chunk_texts(const std::string& dir, const StoreManifest& manifest) {
+  std::map<std::string, std::set<std::string>> ids_of_shard;
+  for (const StoredChunk& c : manifest.chunks) ids_of_shard[c.shard].insert(c.id);
+  std::map<std::string, std::string> texts;
+  for (const auto& [shard, ids] : ids_of_shard) {
+    const fs::path path = fs::path(dir) / texts_file_of(shard);
+    if (!fs::exists(path)) continue;
+    std::ifstream f(path);
+    std::string line;
+    for (size_t line_no = 1; std::getline(f, line); ++line_no) {
+      if (line.empty()) continue;
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const json::exception& e) {
+        LLOCO_FAIL("load_chunk_texts", path.string(), ":", line_no, ": invalid JSON: ", e.what());
+      }
+      LLOCO_CHECK(j.is_object() && j.contains("id") && j["id"].is_string() && j.contains("text") &&
+                      j["text"].is_string(),
+                  "load_chunk_texts", path.string(), ":", line_no, ": expected {\"id\": string, \"text\": string}");
+      const std::string id = j["id"].get<std::string>();
+      if (ids.count(id)) texts[id] = j["text"].get<std::string>();  // lines of an unlisted rewrite are ignored
     }
-  LLOCO_FAIL("load_summary", dir, ": no document '", id, "' in the manifest");
+  }
+  return texts;
 }
 
 }  // namespace lloco::compress

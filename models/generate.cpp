@@ -170,6 +170,13 @@ GenerateResult generate(const LlamaModel& model, const std::vector<std::vector<i
       }
       ++res.decode_tokens;
     }
+    if (opts.cancelled && opts.cancelled()) {
+      for (int64_t b = 0; b < B; ++b)
+        if (!done[b]) {
+          done[b] = 1;
+          res.finish[b] = FinishReason::Cancelled;
+        }
+    }
     if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; }) || step + 1 == opts.max_new_tokens) break;
     ForwardInput dec;
     dec.input_ids = from_vector<int64_t>(feed, {B, 1}, DType::I64, dev);

@@ -23,9 +23,12 @@ struct GenerateOptions {
   std::vector<std::string> stop;   // stop strings (need a tokenizer)
   int32_t pad_id = 0;              // fills left padding (masked out)
   Tensor prefix_embeddings;        // [B, P, D] (or [1, P, D], broadcast) before every prompt: LLoCO
+  // Asked after every decode step; true ends the unfinished rows (FinishReason::Cancelled), e.g.
+  // when a server's client has gone.
+  std::function<bool()> cancelled;
 };
 
-enum class FinishReason : uint8_t { Length, Eos, Stop };
+enum class FinishReason : uint8_t { Length, Eos, Stop, Cancelled };
 
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // new tokens per prompt, EOS included when hit

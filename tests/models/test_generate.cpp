@@ -53,6 +53,20 @@ TEST(GenerateStories260K, StopStringEndsGeneration) {
   EXPECT_EQ(r.texts[0], "Once upon a time, there was a little girl named Lily. She loved to play outside in the ");
 }
 
+// A cancel after the third token ends generation there, with the tokens so far and their text.
+TEST(GenerateStories260K, CancelEndsUnfinishedRows) {
+  const LlamaModel m = load_model(kStoriesDir + "/stories260K.bin");
+  const Llama2cTokenizer tok(kStoriesDir + "/tok512.bin");
+  GenerateOptions opts;
+  opts.max_new_tokens = 50;
+  int tokens = 0;
+  opts.cancelled = [&] { return tokens >= 3; };
+  const GenerateResult r = generate(m, {{tok.bos_id()}}, opts, &tok, [&](int64_t, int32_t) { ++tokens; });
+  EXPECT_EQ(r.finish[0], FinishReason::Cancelled);
+  EXPECT_EQ(r.tokens[0].size(), 3u);
+  EXPECT_EQ(r.texts[0], tok.decode(r.tokens[0]));
+}
+
 TEST(Generate, CachedDecodeEqualsFullRecompute) {
   const LlamaModel m = load_model(kStoriesDir + "/stories260K.bin");
   const std::vector<int64_t> seq = {1, 403, 407, 261, 378, 414, 375, 263, 266, 446, 261};

@@ -95,7 +95,8 @@ TEST(ContextRetriever, PrefixIsTheHitsSummariesAndTheMajorityGroupPicksTheAdapte
       {"b2", "the magic city is hidden in the book", "stories"},
   };
   std::vector<compress::TokenizedDoc> docs;
-  for (size_t i = 0; i < passages.size(); ++i) docs.push_back({passages[i].id, std::vector<int32_t>(6 + i, 5 + i)});
+  for (size_t i = 0; i < passages.size(); ++i)
+    docs.push_back({passages[i].id, std::vector<int32_t>(6 + i, 5 + i), passages[i].group, passages[i].text});
   compress::CorpusOptions co;
   co.compress.segment_length = 5;
   co.quiet = true;
@@ -122,6 +123,69 @@ TEST(ContextRetriever, PrefixIsTheHitsSummariesAndTheMajorityGroupPicksTheAdapte
   EXPECT_FALSE(none.prefix.defined());
 
   EXPECT_THROW(ContextRetriever(dir.string(), {{"missing", "text", "g"}}), Error);
+  fs::remove_all(dir);
+}
+
+// The store's own texts and groups: restricting to a group or to documents finds the best admissible
+// chunks (not a filtered top-k), a vector budget skips hits that do not fit, and named documents come
+// back whole, in span order.
+TEST(ContextRetriever, FromTheStoreWithFiltersBudgetsAndNamedDocuments) {
+  const compress::AutoCompressor ac =
+      compress::AutoCompressor::load(std::string(LLOCO_FIXTURES_DIR) + "/compress/tiny_ac");
+  const fs::path dir = fs::path(::testing::TempDir()) / "lloco_retrieve_from_store";
+  fs::remove_all(dir);
+  compress::CorpusOptions co;
+  co.compress.segment_length = 5;
+  co.chunk_tokens = 5;
+  co.quiet = true;
+  const std::vector<std::string> words{"budget", "remote", "control", "needle", "magic", "city", "book"};
+  co.decode = [&](const std::vector<int32_t>& ids) {
+    std::string t;
+    for (int32_t id : ids) t += words[static_cast<size_t>(id) % words.size()] + " ";
+    return t;
+  };
+  // meeting -> "budget remote control needle magic" | "city book budget remote control";
+  // story -> "needle magic needle magic city" | "needle magic book budget remote" | "needle magic".
+  std::vector<compress::TokenizedDoc> docs(2);
+  docs[0].id = "meeting";
+  docs[0].group = "qmsum";
+  for (int32_t i = 0; i < 10; ++i) docs[0].ids.push_back(i);
+  docs[1].id = "story";
+  docs[1].group = "stories";
+  docs[1].ids = {3, 4, 3, 4, 5, 3, 4, 6, 0, 1, 3, 4};
+  const compress::StoreManifest m = compress::compress_corpus(ac, docs, dir.string(), co);
+  ASSERT_EQ(m.chunks.size(), 5u);
+  const ContextRetriever r = ContextRetriever::from_store(dir.string());
+
+  RetrieveOptions o;
+  o.k = 2;
+  const RetrievedContext any = r.retrieve("needle magic", o);
+  ASSERT_EQ(any.ids.size(), 2u);
+  EXPECT_EQ(any.ids, (std::vector<std::string>{"story#0", "story#2"}));  // twice each; both in 2 tokens
+  EXPECT_EQ(any.group, "stories");
+  o.group = "qmsum";
+  const RetrievedContext in_group = r.retrieve("needle magic", o);
+  EXPECT_EQ(in_group.ids, std::vector<std::string>{"meeting#0"});
+  EXPECT_EQ(in_group.group, "qmsum");
+  o.group.clear();
+  o.docs = {"meeting"};
+  EXPECT_EQ(r.retrieve("budget control", o).ids, (std::vector<std::string>{"meeting#0", "meeting#1"}));
+
+  // A budget of 5 vectors: the tiny encoder gives 4 per full chunk, so only the best hit fits.
+  o.docs.clear();
+  o.max_vectors = m.chunk("meeting#0").vectors + 1;
+  const RetrievedContext budget = r.retrieve("budget control", o);
+  EXPECT_EQ(budget.ids, std::vector<std::string>{"meeting#0"});
+  EXPECT_EQ(budget.skipped, std::vector<std::string>{"meeting#1"});
+  EXPECT_EQ(budget.prefix.size(0), m.chunk("meeting#0").vectors);
+
+  const RetrievedContext named = r.documents({"story", "meeting"});
+  EXPECT_EQ(named.ids, (std::vector<std::string>{"story#0", "story#1", "story#2", "meeting#0", "meeting#1"}));
+  EXPECT_EQ(named.group, "stories");
+  std::vector<Tensor> parts;
+  for (const std::string& id : named.ids) parts.push_back(compress::load_summary(dir.string(), m, id));
+  EXPECT_EQ(named.prefix.to_vector<float>(), concat(parts, 0).to_vector<float>());
+  EXPECT_THROW(r.documents({"nothing"}), Error);
   fs::remove_all(dir);
 }
 

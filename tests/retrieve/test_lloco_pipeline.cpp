@@ -49,7 +49,10 @@ TEST(LlocoPipeline, CompressFineTuneRetrieveAndAnswer) {
   const std::vector<std::string> names{"apple orchard", "harbour lighthouse", "desert caravan", "glacier summit"};
   std::vector<compress::TokenizedDoc> docs;
   for (int d = 0; d < 4; ++d) {
-    compress::TokenizedDoc doc{"doc" + std::to_string(d), {}};
+    compress::TokenizedDoc doc;
+    doc.id = "doc" + std::to_string(d);
+    doc.group = "group0";
+    doc.text = "notes about the " + names[d];
     for (int i = 0; i < 12; ++i) doc.ids.push_back(3 + (d * 17 + i * 5 + i * i * d) % 60);
     docs.push_back(doc);
   }
@@ -87,9 +90,9 @@ TEST(LlocoPipeline, CompressFineTuneRetrieveAndAnswer) {
   models::LlamaModel served = decoder_of(ac);
   lora::attach(served, std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(served.config, {dir.string()})),
                {0});
-  std::vector<retrieve::Passage> passages;
-  for (int d = 0; d < 4; ++d) passages.push_back({docs[d].id, "notes about the " + names[d], "group0"});
-  const retrieve::ContextRetriever retriever(store.string(), passages);
+  compress::register_adapter(store.string(), "group0", dir.string());
+  const retrieve::ContextRetriever retriever = retrieve::ContextRetriever::from_store(store.string());
+  ASSERT_EQ(retriever.manifest().groups.at("group0").adapter, fs::weakly_canonical(dir).string());
   int correct = 0;
   for (size_t i = 0; i < qa.size(); ++i) {
     const lora::QaExample& e = qa[i];
