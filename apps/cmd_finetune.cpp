@@ -96,7 +96,7 @@ int run_finetune(const std::vector<std::string>& argv) {
   std::map<std::string, Tensor> summaries;  // each document loaded once
   auto summary_of = [&](const std::string& doc) {
     auto it = summaries.find(doc);
-    if (it == summaries.end()) it = summaries.emplace(doc, compress::load_summary(store_dir, manifest, doc).to(device)).first;
+    if (it == summaries.end()) it = summaries.emplace(doc, compress::load_document_summary(store_dir, manifest, doc).to(device)).first;
     return it->second;
   };
   std::vector<lora::QaExample> examples;

@@ -1,7 +1,8 @@
 // `lloco predict`: LLoCO's answers for a dataset. Each example's document comes from a `lloco
-// compress` store as summary vectors in front of LLoCO's prompt for the dataset; the decoder
-// (optionally with a group's PEFT adapter) answers greedily; the predictions JSONL is what
-// `lloco eval` scores. Only argv and the file plumbing live here.
+// compress` store as summary vectors in front of LLoCO's prompt for the dataset (the baselines:
+// nothing, or the document as truncated or retrieved text); the decoder (optionally with a group's
+// PEFT adapter) answers greedily; the predictions JSONL is what `lloco eval` scores. Only argv and
+// the file plumbing live here.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -22,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lloco;
 
-constexpr const char* kUsage = R"(usage: lloco predict --model DIR (--store DIR | --context none|text) --dataset-file F --out FILE.jsonl [options]
+constexpr const char* kUsage = R"(usage: lloco predict --model DIR (--store DIR | --context KIND) --dataset-file F --out FILE.jsonl [options]
 
 Answers every example of a dataset LLoCO-style: [summary vectors of its document ; LLoCO's prompt],
 greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predictions already in
@@ -30,20 +31,27 @@ greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predict
 
   --model DIR            decoder: HF LLaMA or AutoCompressor directory
   --store DIR            the `lloco compress` store with the dataset's documents
-  --context KIND         compressed (default: the store's summary vectors), none (the prompt alone), or
+  --context KIND         compressed (default: the store's summary vectors), none (the prompt alone),
                          text (the document truncated to --text-budget tokens, default 4000: LLoCO's
-                         4k-window baseline)
+                         4k-window baseline), or retrieved_text (LLoCO's retrieval baseline: the
+                         document cut into --retrieval-chunk-tokens (512) token chunks, the
+                         --retrieval-top-k (5) best for the question, in document order, within
+                         --text-budget; BM25 ranks them, where LLoCO used Contriever)
 )" "%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
   --tokenizer PATH       default: MODEL/tokenizer.model
   --max-new-tokens N     default 50 (LLoCO's default; its QMSum script uses 96)
   --save-every N         rewrite --out every N examples (default 16)
   --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet   --help
+
+Prints the cost: context positions per question, time to first token, decode speed, and the peak
+host resident set and CUDA allocator bytes of this run (kept in FILE.jsonl.cost.json).
 )";
 
 int run_predict(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
-                        {"model", "store", "context", "text-budget", "dataset-file", "format", "out", "adapter",
-                         "tokenizer", "max-new-tokens", "save-every", "dtype", "device"},
+                        {"model", "store", "context", "text-budget", "retrieval-chunk-tokens", "retrieval-top-k",
+                         "dataset-file", "format", "out", "adapter", "tokenizer", "max-new-tokens", "save-every", "dtype",
+                         "device"},
                         {"skip-bad-lines", "quiet", "help"});
   if (args.flag("help")) {
     std::printf(kUsage, apps::kDatasetOptionsHelp);
@@ -67,11 +75,16 @@ int run_predict(const std::vector<std::string>& argv) {
   if (context == "compressed") o.context = apps::ContextKind::kCompressed;
   else if (context == "none") o.context = apps::ContextKind::kNone;
   else if (context == "text") o.context = apps::ContextKind::kTruncatedText;
-  else throw std::runtime_error("--context must be compressed, none or text, got '" + context + "'");
+  else if (context == "retrieved_text") o.context = apps::ContextKind::kRetrievedText;
+  else throw std::runtime_error("--context must be compressed, none, text or retrieved_text, got '" + context + "'");
   if (o.context == apps::ContextKind::kCompressed && store_dir.empty())
     throw std::runtime_error("--context compressed needs --store");
   o.store_dir = store_dir;
   o.text_budget = args.integer("text-budget", 4000);
+  o.retrieval_chunk_tokens = args.integer("retrieval-chunk-tokens", 512);
+  o.retrieval_top_k = args.integer("retrieval-top-k", 5);
+  if (o.retrieval_chunk_tokens <= 0 || o.retrieval_top_k <= 0)
+    throw std::runtime_error("--retrieval-chunk-tokens and --retrieval-top-k must be positive");
   o.max_new_tokens = args.integer("max-new-tokens", 50);
   o.save_every = args.integer("save-every", 16);
   o.quiet = args.flag("quiet");
@@ -80,6 +93,11 @@ int run_predict(const std::vector<std::string>& argv) {
               out.c_str(), n.total, n.added, n.cost.examples ? n.cost.context_positions / n.cost.examples : 0.0,
               n.cost.examples ? 1e3 * n.cost.prefill_seconds / n.cost.examples : 0.0,
               n.cost.decode_seconds > 0 ? n.cost.decode_tokens / n.cost.decode_seconds : 0.0);
+  constexpr double kMiB = 1024.0 * 1024.0;
+  std::printf("peak memory: host %.0f MiB%s", n.cost.peak_host_bytes / kMiB,
+              n.cost.peak_host_process_wide ? " (process so far)" : "");
+  if (n.cost.peak_device_bytes > 0) std::printf(", device %.0f MiB", n.cost.peak_device_bytes / kMiB);
+  std::printf("\n");
   return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "apps/command.h"
 #include "apps/pipeline.h"
 #include "compress/autocompressor.h"
+#include "compress/store.h"
 #include "core/atomic_file.h"
 #include "eval/readers.h"
 #include "eval/runner.h"
@@ -42,7 +43,14 @@ in the config resolve against --root (default: the config's directory). Re-runni
 
 Systems: lloco (summary vectors + the dataset's adapter), compressed (summary vectors, no adapter:
 AutoCompressor out of the box), no_context (the prompt alone), truncated_text (the document as text
-cut to 4,000 tokens with the prompt: LLoCO's "with context" baseline).
+cut to predict.text_budget = 4,000 tokens with the prompt: LLoCO's "with context" baseline),
+retrieved_text (LLoCO's "retrieval" baseline: the document cut into predict.retrieval_chunk_tokens =
+512-token chunks, the predict.retrieval_top_k = 5 best for the question, in document order, as text
+within the same budget; ranked by BM25 where LLoCO used Contriever, whose weights we do not have).
+
+results.md: each system's score per dataset, then its cost: context positions per question, time to
+first token, decode speed and peak memory (host resident set and CUDA allocator live bytes, both reset
+before each system's predictions; a host peak the kernel could not reset is marked (process)).
 )";
 
 struct DatasetEntry {
@@ -57,6 +65,7 @@ struct RunConfig {
   int64_t steps = 0;  // 0: from epochs
   lora::LoraConfig lora;
   int64_t max_new_tokens = 50, text_budget = 4000;
+  int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // retrieved_text
   std::vector<std::string> systems{"lloco"};
   std::vector<DatasetEntry> datasets;
 };
@@ -143,15 +152,25 @@ RunConfig parse_config(const std::string& path, const fs::path& root) {
     c.finetune.loop.grad_accumulation = 8;  // LLoCO: 4 GPUs x 1 x 2
   }
   if (const YAML::Node n = y["predict"]) {
-    only_keys(n, "config.predict", {"max_new_tokens", "text_budget"});
-    read(n, "max_new_tokens", "config.predict", c.max_new_tokens);
-    read(n, "text_budget", "config.predict", c.text_budget);
+    const std::string w = "config.predict";
+    only_keys(n, w, {"max_new_tokens", "text_budget", "retrieval_chunk_tokens", "retrieval_top_k"});
+    read(n, "max_new_tokens", w, c.max_new_tokens);
+    read(n, "text_budget", w, c.text_budget);
+    read(n, "retrieval_chunk_tokens", w, c.retrieval_chunk_tokens);
+    read(n, "retrieval_top_k", w, c.retrieval_top_k);
+    const std::pair<const char*, int64_t> counts[] = {{"max_new_tokens", c.max_new_tokens},
+                                                      {"text_budget", c.text_budget},
+                                                      {"retrieval_chunk_tokens", c.retrieval_chunk_tokens},
+                                                      {"retrieval_top_k", c.retrieval_top_k}};
+    for (const auto& [key, value] : counts)
+      if (value <= 0) bad(n[key], w + "." + key, "must be positive, got " + std::to_string(value));
   }
   if (const YAML::Node n = y["systems"]) {
     read(y, "systems", "config", c.systems);
     for (const std::string& s : c.systems)
-      if (s != "lloco" && s != "compressed" && s != "no_context" && s != "truncated_text")
-        bad(n, "config.systems", "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text)");
+      if (s != "lloco" && s != "compressed" && s != "no_context" && s != "truncated_text" && s != "retrieved_text")
+        bad(n, "config.systems",
+            "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text, retrieved_text)");
   }
   const YAML::Node ds = y["datasets"];
   if (!ds || !ds.IsSequence() || ds.size() == 0) bad(y, "config.datasets", "must be a non-empty list");
@@ -198,20 +217,33 @@ void write_results(const fs::path& run_dir, const RunConfig& c, const std::map<s
     }
     md += "\n";
   }
-  // Cost next to quality: what the decoder read per question, time to first token, decode speed.
-  md += "\n| dataset | system | context positions / question | TTFT ms | decode tokens/s |\n|---|---|---|---|---|\n";
+  // Cost next to quality: what the decoder read per question, time to first token, decode speed and
+  // peak memory (per system: predict_dataset resets both peaks before its predictions).
+  md += "\n| dataset | system | context positions / question | TTFT ms | decode tokens/s | peak host MiB | "
+        "peak device MiB |\n|---|---|---|---|---|---|---|\n";
+  constexpr double kMiB = 1024.0 * 1024.0;
   for (const auto& [name, row] : table)
     for (const auto& [system, cost] : row.cost) {
       const double n = std::max<double>(1.0, static_cast<double>(cost.examples));
-      char buf[160];
-      std::snprintf(buf, sizeof(buf), "| %s | %s | %.0f | %.1f | %.1f |\n", name.c_str(), system.c_str(),
+      char device_peak[32] = "-";  // CPU runs have no device allocator to report
+      if (cost.peak_device_bytes > 0) std::snprintf(device_peak, sizeof(device_peak), "%.0f", cost.peak_device_bytes / kMiB);
+      char buf[256];
+      std::snprintf(buf, sizeof(buf), "| %s | %s | %.0f | %.1f | %.1f | %.0f%s | %s |\n", name.c_str(), system.c_str(),
                     cost.context_positions / n, 1e3 * cost.prefill_seconds / n,
-                    cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0);
+                    cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0,
+                    cost.peak_host_bytes / kMiB, cost.peak_host_process_wide ? " (process)" : "", device_peak);
       md += buf;
-      j["datasets"][name]["cost"][system] = {{"context_positions_per_question", cost.context_positions / n},
-                                              {"ttft_ms", 1e3 * cost.prefill_seconds / n},
-                                              {"decode_tokens_per_s", cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0}};
+      j["datasets"][name]["cost"][system] = {
+          {"context_positions_per_question", cost.context_positions / n},
+          {"ttft_ms", 1e3 * cost.prefill_seconds / n},
+          {"decode_tokens_per_s", cost.decode_seconds > 0 ? cost.decode_tokens / cost.decode_seconds : 0.0},
+          {"peak_host_bytes", cost.peak_host_bytes},
+          {"peak_host_process_wide", cost.peak_host_process_wide},
+          {"peak_device_bytes", cost.peak_device_bytes > 0 ? nlohmann::json(cost.peak_device_bytes) : nlohmann::json()}};
     }
+  md += "\nPeak memory per system, reset before its predictions and including what was already resident "
+        "(weights, the encoder): host = resident set (VmHWM), device = CUDA allocator live bytes (cached free "
+        "blocks excluded).\n";
   write_file_atomic((run_dir / "results.json").string(), j.dump(2) + "\n");
   write_file_atomic((run_dir / "results.md").string(), md);
 }
@@ -253,8 +285,10 @@ int run_experiment(const std::vector<std::string>& argv) {
     co.encoder_name = fs::weakly_canonical(c.encoder).string();
     co.docs_per_shard = c.docs_per_shard;
     co.quiet = quiet;
+    // The dataset is the document group: `lloco serve --store` on this store applies its adapter.
+    co.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
     stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");
-    apps::compress_dataset(encoder, eval_data, tok, store.string(), co);
+    apps::compress_dataset(encoder, eval_data, tok, store.string(), co, d.name);
 
     const fs::path adapter = dd / "adapter";
     const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
@@ -262,7 +296,7 @@ int run_experiment(const std::vector<std::string>& argv) {
       if (d.train.empty()) throw std::runtime_error("config: datasets '" + d.name + "' has no train file for system lloco");
       const eval::DatasetFile train_data = eval::read_dataset(d.train, eval::parse_format(d.format), ro);
       stage(d.name + ": compress " + std::to_string(train_data.documents.size()) + " training documents");
-      apps::compress_dataset(encoder, train_data, tok, store.string(), co);
+      apps::compress_dataset(encoder, train_data, tok, store.string(), co, d.name);
       const std::vector<lora::QaExample> examples = apps::qa_examples(train_data, tok, store.string(), device);
       lora::AdapterTrainOptions o = c.finetune;
       o.loop.steps = c.steps > 0 ? c.steps
@@ -279,6 +313,7 @@ int run_experiment(const std::vector<std::string>& argv) {
       adapters->init_peft(0, o.seed);
       lora::train_adapter(model, adapters, examples, o);
       lora::save_peft_adapter(*adapters, 0, adapter.string(), c.decoder);
+      compress::register_adapter(store.string(), d.name, adapter.string());
     }
     for (const std::string& system : c.systems) {
       models::LlamaModel model = base;
@@ -290,9 +325,12 @@ int run_experiment(const std::vector<std::string>& argv) {
       apps::PredictOptions po;
       po.context = system == "no_context"       ? apps::ContextKind::kNone
                    : system == "truncated_text" ? apps::ContextKind::kTruncatedText
+                   : system == "retrieved_text" ? apps::ContextKind::kRetrievedText
                                                 : apps::ContextKind::kCompressed;
       po.store_dir = store.string();
       po.text_budget = c.text_budget;
+      po.retrieval_chunk_tokens = c.retrieval_chunk_tokens;
+      po.retrieval_top_k = c.retrieval_top_k;
       po.max_new_tokens = c.max_new_tokens;
       po.quiet = quiet;
       const std::string preds = (dd / system / "predictions.jsonl").string();

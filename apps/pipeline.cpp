@@ -1,28 +1,124 @@
 #include "apps/pipeline.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <optional>
 #include <set>
+#include <span>
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "eval/prompts.h"
+#ifdef LLOCO_WITH_CUDA
+#include "cuda/cuda.h"
+#endif
 
 namespace lloco::apps {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Linux (>= 4.0) resets VmHWM to the current resident set when "5" is written to clear_refs, which
+// turns the process-wide high-water mark into one per predict_dataset call.
+bool reset_host_peak() {
+  const int fd = ::open("/proc/self/clear_refs", O_WRONLY);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, "5", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+// VmHWM in bytes; getrusage's ru_maxrss (kB on Linux, never reset) where /proc is unavailable.
+double host_peak_bytes() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return 1024.0 * std::stod(line.substr(6));
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return 1024.0 * static_cast<double>(u.ru_maxrss);
+}
+
+bool byte_token_continues_utf8(const models::Tokenizer& tok, int32_t id) {
+  if (!tok.is_byte(id)) return false;
+  const unsigned value = std::stoul(tok.piece(id).substr(3, 2), nullptr, 16);  // "<0xNN>"
+  return (value & 0xC0) == 0x80;
+}
+
+}  // namespace
+
+RetrievalChunks::RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens)
+    : ids_(std::move(ids)), tok_(tok) {
+  LLOCO_CHECK(chunk_tokens > 0, "RetrievalChunks", "chunk_tokens must be positive, got ", chunk_tokens);
+  const auto n = static_cast<int64_t>(ids_.size());
+  for (int64_t begin = 0; begin < n;) {
+    int64_t end = std::min(n, begin + chunk_tokens);
+    while (end < n && byte_token_continues_utf8(tok_, ids_[static_cast<size_t>(end)])) ++end;
+    ranges_.emplace_back(begin, end);
+    index_.add(retrieve::bm25_tokenize(text({size() - 1})));
+    begin = end;
+  }
+}
+
+std::vector<int64_t> RetrievalChunks::rank(const std::string& question) const {
+  const std::vector<double> scores = index_.scores(retrieve::bm25_tokenize(question));
+  std::vector<int64_t> order(ranges_.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)];
+  });
+  return order;
+}
+
+std::string RetrievalChunks::text(std::vector<int64_t> chunks) const {
+  std::sort(chunks.begin(), chunks.end());
+  std::string out;
+  for (size_t i = 0; i < chunks.size();) {
+    size_t j = i + 1;  // chunks [i, j) are contiguous in the document: one span, decoded together
+    while (j < chunks.size() && chunks[j] == chunks[j - 1] + 1) ++j;
+    const int64_t begin = range(chunks[i]).first, end = range(chunks[j - 1]).second;
+    if (!out.empty()) out += "\n\n";
+    out += tok_.decode(std::span<const int32_t>(ids_).subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)));
+    i = j;
+  }
+  return out;
+}
+
+std::string RetrievalChunks::select(const std::string& question, int64_t top_k, size_t budget) const {
+  LLOCO_CHECK(top_k > 0, "RetrievalChunks::select", "top_k must be positive, got ", top_k);
+  std::vector<int64_t> ranked = rank(question);
+  ranked.resize(std::min(ranked.size(), static_cast<size_t>(top_k)));
+  std::vector<int64_t> kept;
+  for (const int64_t c : ranked) {
+    kept.push_back(c);
+    if (count_tokens(text(kept)) > budget) kept.pop_back();
+  }
+  if (kept.empty() && !ranked.empty())
+    return eval::truncate_to_budget(text({ranked.front()}), budget,
+                                    [&](const std::string& s) { return count_tokens(s); }, " ...")
+        .text;
+  return text(kept);
+}
+
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
-                                         const compress::CorpusOptions& options) {
+                                         const compress::CorpusOptions& options, const std::string& group) {
   const std::set<std::string> stored = compress::stored_ids(dir);
   std::vector<compress::TokenizedDoc> docs;
   for (const eval::Document& d : data.documents)
-    if (d.text && !stored.count(d.id)) docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens)});
+    if (d.text && !stored.count(d.id))
+      docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens), group, *d.text});
   return compress::compress_corpus(encoder, docs, dir, options);
 }
 
@@ -34,7 +130,7 @@ std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const mo
   for (const eval::Example& ex : data.examples) {
     auto it = summaries.find(ex.doc_id);
     if (it == summaries.end())
-      it = summaries.emplace(ex.doc_id, compress::load_summary(store_dir, manifest, ex.doc_id).to(device)).first;
+      it = summaries.emplace(ex.doc_id, compress::load_document_summary(store_dir, manifest, ex.doc_id).to(device)).first;
     out.push_back({it->second, tok.encode(eval::lloco_prompt(ex), false, false),
                    tok.encode(eval::answer_target(ex), false, true)});
   }
@@ -65,8 +161,22 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
       count.cost.prefill_seconds = j.value("prefill_seconds", 0.0);
       count.cost.decode_seconds = j.value("decode_seconds", 0.0);
       count.cost.decode_tokens = j.value("decode_tokens", 0.0);
+      count.cost.peak_host_bytes = j.value("peak_host_bytes", 0.0);
+      count.cost.peak_host_process_wide = j.value("peak_host_process_wide", false);
+      count.cost.peak_device_bytes = j.value("peak_device_bytes", 0.0);
     }
   }
+  LLOCO_CHECK(o.retrieval_chunk_tokens > 0 && o.retrieval_top_k > 0, "predict_dataset",
+              "retrieval_chunk_tokens and retrieval_top_k must be positive, got ", o.retrieval_chunk_tokens, " and ",
+              o.retrieval_top_k);
+  const bool host_peak_reset = reset_host_peak();
+  bool device_peak = false;  // the CUDA allocator's peak, reset for this call (needs the cuda library)
+#ifdef LLOCO_WITH_CUDA
+  if (model.embed_tokens.device().type == DeviceType::CUDA) {
+    cuda_allocator_reset_peak();
+    device_peak = true;
+  }
+#endif
   compress::StoreManifest manifest;
   if (o.context == ContextKind::kCompressed)
     manifest = compress::StoreManifest::read((fs::path(o.store_dir) / "manifest.json").string());
@@ -74,33 +184,61 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
   models::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.eos_ids = {tok.eos_id()};
+  const double earlier_host_peak = count.cost.peak_host_bytes, earlier_device_peak = count.cost.peak_device_bytes;
+  const bool earlier_process_wide = count.cost.peak_host_process_wide;
   const auto save = [&] {
+    if (count.added > 0) {  // this call's peaks so far, merged with those of earlier runs
+      count.cost.peak_host_bytes = std::max(earlier_host_peak, host_peak_bytes());
+      count.cost.peak_host_process_wide = earlier_process_wide || !host_peak_reset;
+      if (device_peak) count.cost.peak_device_bytes = std::max(earlier_device_peak, static_cast<double>(allocator_for(DeviceType::CUDA).peak_bytes()));
+    }
     std::string text;
     for (const std::string& l : lines) text += l + "\n";
     write_file_atomic(out, text);
     const PredictCost& c = count.cost;
     write_file_atomic(cost_path, nlohmann::json{{"examples", c.examples}, {"context_positions", c.context_positions},
                                                 {"prefill_seconds", c.prefill_seconds},
-                                                {"decode_seconds", c.decode_seconds}, {"decode_tokens", c.decode_tokens}}
+                                                {"decode_seconds", c.decode_seconds}, {"decode_tokens", c.decode_tokens},
+                                                {"peak_host_bytes", c.peak_host_bytes},
+                                                {"peak_host_process_wide", c.peak_host_process_wide},
+                                                {"peak_device_bytes", c.peak_device_bytes}}
                                          .dump() + "\n");
   };
   size_t todo = 0;
   for (const eval::Example& ex : data.examples) todo += done.count(ex.id) ? 0 : 1;
   const auto t0 = std::chrono::steady_clock::now();
   std::string cached_doc;
+  std::optional<RetrievalChunks> chunks;  // kRetrievedText: the current document's
   for (const eval::Example& ex : data.examples) {
     if (done.count(ex.id)) continue;
     if (o.context == ContextKind::kCompressed && ex.doc_id != cached_doc) {  // readers keep a document's examples together
       g.prefix_embeddings =
-          compress::load_summary(o.store_dir, manifest, ex.doc_id).to(model.embed_tokens.device()).unsqueeze(0);
+          compress::load_document_summary(o.store_dir, manifest, ex.doc_id).to(model.embed_tokens.device()).unsqueeze(0);
       cached_doc = ex.doc_id;
     }
-    // The text baseline is an ordinary LLaMA prompt (BOS first, as vLLM tokenizes it in LLoCO's runs);
-    // the compressed prompts follow the summary vectors without one, as in LLoCO.
-    const std::vector<int32_t> prompt =
-        o.context == ContextKind::kTruncatedText
-            ? tok.encode(eval::baseline_prompt(ex, static_cast<size_t>(o.text_budget), count_tokens).text, true, false)
-            : tok.encode(eval::lloco_prompt(ex), false, false);
+    if (o.context == ContextKind::kRetrievedText && ex.doc_id != cached_doc) {  // the whole document, uncapped
+      chunks.emplace(models::encode_long_document(tok, ex.document_text()), tok, o.retrieval_chunk_tokens);
+      cached_doc = ex.doc_id;
+    }
+    // The text baselines are ordinary LLaMA prompts (BOS first, as vLLM tokenizes them in LLoCO's runs)
+    // built by one template; retrieved_text only swaps the document for its selected chunks, which
+    // fit the budget left after the prompt, so baseline_prompt keeps them whole. The compressed
+    // prompts follow the summary vectors without BOS, as in LLoCO.
+    const auto text_prompt = [&](const eval::Example& e) {
+      return tok.encode(eval::baseline_prompt(e, static_cast<size_t>(o.text_budget), count_tokens).text, true, false);
+    };
+    std::vector<int32_t> prompt;
+    if (o.context == ContextKind::kTruncatedText) {
+      prompt = text_prompt(ex);
+    } else if (o.context == ContextKind::kRetrievedText) {
+      const size_t prompt_tokens = count_tokens(eval::lloco_prompt(ex));
+      const size_t budget = static_cast<size_t>(o.text_budget) > prompt_tokens ? static_cast<size_t>(o.text_budget) - prompt_tokens : 0;
+      eval::Example retrieved = ex;
+      retrieved.document = std::make_shared<const std::string>(chunks->select(ex.question, o.retrieval_top_k, budget));
+      prompt = text_prompt(retrieved);
+    } else {
+      prompt = tok.encode(eval::lloco_prompt(ex), false, false);
+    }
     const models::GenerateResult r = models::generate(model, {prompt}, g);
     count.cost.examples += 1;
     count.cost.context_positions +=

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compress/store.h"
@@ -12,38 +13,49 @@
 #include "models/generate.h"
 #include "models/llama.h"
 #include "models/tokenizer.h"
+#include "retrieve/bm25.h"
 
 namespace lloco::apps {
 
-// Compresses the dataset's documents that have text into the store `dir`.
+// Compresses the dataset's documents that have text into the store `dir`, in document group `group`
+// ("" = none), with their texts for the retrievers.
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
-                                         const compress::CorpusOptions& options);
+                                         const compress::CorpusOptions& options, const std::string& group = "");
 
 // LLoCO's training pairs of a dataset: [its document's summary vectors ; LLoCO's prompt] -> the
 // reference answer + EOS (prompts without BOS, as LLoCO feeds them after the summary vectors).
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
                                          const std::string& store_dir, Device device);
 
-// What precedes LLoCO's prompt: the document's summary vectors (from store_dir), nothing, or the
-// document as text truncated to text_budget tokens with the prompt (LLoCO's 4k-window baseline).
-enum class ContextKind { kCompressed, kNone, kTruncatedText };
+// What precedes LLoCO's prompt: the document's summary vectors (from store_dir), nothing, the
+// document as text truncated to text_budget tokens with the prompt (LLoCO's 4k-window baseline), or
+// the document's chunks that BM25 ranks best for the question, as text within the same budget
+// (LLoCO's "retrieval" baseline, which used Contriever: we have no Contriever weights).
+enum class ContextKind { kCompressed, kNone, kTruncatedText, kRetrievedText };
 
 struct PredictOptions {
   ContextKind context = ContextKind::kCompressed;
   std::string store_dir;        // kCompressed
-  int64_t text_budget = 4000;   // kTruncatedText: document + prompt tokens
+  int64_t text_budget = 4000;   // kTruncatedText, kRetrievedText: document text + prompt tokens
+  int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // kRetrievedText (LLoCO's setting)
   int64_t max_new_tokens = 50;  // LLoCO's default (its QMSum script uses 96)
   int64_t save_every = 16;      // the predictions file is rewritten atomically this often
   bool quiet = false;
 };
 
 // Cost of the predictions, accumulated over runs in <out>.cost.json: what the decoder read (summary
-// vectors + prompt tokens) and how long prefill (time to first token) and decoding took.
+// vectors + prompt tokens), how long prefill (time to first token) and decoding took, and peak memory.
+// The peaks are reset when a predict_dataset call starts, so in a process that runs several systems
+// each gets its own; what was resident before (weights, in `lloco run` also the encoder) counts.
+// Over resumed runs the maximum of the calls that added predictions is kept.
 struct PredictCost {
   size_t examples = 0;
   double context_positions = 0;  // summary vectors + prompt tokens, summed
   double prefill_seconds = 0, decode_seconds = 0, decode_tokens = 0;
+  double peak_host_bytes = 0;          // peak resident set size (VmHWM)
+  bool peak_host_process_wide = false;  // the kernel could not reset VmHWM: the process's peak so far
+  double peak_device_bytes = 0;        // CUDA allocator's peak live bytes (cached free blocks excluded); 0 on CPU
 };
 struct PredictCount {
   size_t total = 0, added = 0;
@@ -54,5 +66,33 @@ struct PredictCount {
 // eval` reads); examples already answered in `out` are kept and skipped.
 PredictCount predict_dataset(const models::LlamaModel& model, const models::Tokenizer& tok, const eval::DatasetFile& data,
                              const std::string& out, const PredictOptions& options);
+
+// A document cut into chunks of chunk_tokens LLaMA tokens for the retrieved-text baseline, indexed by
+// BM25 (Lucene variant) over each chunk's decoded text. A cut that would split a UTF-8 character
+// spelled in byte tokens moves forward past its continuation bytes. `tok` must outlive this.
+class RetrievalChunks {
+ public:
+  RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens);
+  int64_t size() const { return static_cast<int64_t>(ranges_.size()); }
+  std::pair<int64_t, int64_t> range(int64_t chunk) const { return ranges_.at(static_cast<size_t>(chunk)); }  // [begin, end)
+  // Every chunk, best BM25 score for the question first; ties (chunks sharing no term with the
+  // question included) in document order, so a dense retriever's "always k" is kept.
+  std::vector<int64_t> rank(const std::string& question) const;
+  // The top_k ranked chunks as text of at most `budget` tokens: taken best first, a chunk that would
+  // overflow the budget is skipped; the kept ones appear in document order (reading order, as in a
+  // truncated document), contiguous chunks decoded as one span and "\n\n" between spans. When not
+  // even the best chunk fits, its truncated beginning.
+  std::string select(const std::string& question, int64_t top_k, size_t budget) const;
+  // Decoded text of the chunks (any order given; emitted in document order as select describes).
+  std::string text(std::vector<int64_t> chunks) const;
+
+ private:
+  size_t count_tokens(const std::string& text) const { return tok_.encode(text, false, false).size(); }
+
+  std::vector<int32_t> ids_;
+  const models::Tokenizer& tok_;
+  std::vector<std::pair<int64_t, int64_t>> ranges_;
+  retrieve::Bm25Index index_;
+};
 
 }  // namespace lloco::apps

@@ -1,5 +1,6 @@
 #include "compress/store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/safetensors.h"
 #include "compress/manifest_json.h"
 
@@ -225,6 +227,18 @@ Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const
               ": '", id, "' has shape ", shape_str(t.shape()), ", the manifest says [", c.vectors, ", ",
               manifest.hidden_size, "]");
   return t;
+}
+
+Tensor load_document_summary(const std::string& dir, const StoreManifest& manifest, const std::string& doc) {
+  std::vector<const StoredChunk*> chunks;
+  for (const StoredChunk& c : manifest.chunks)
+    if (c.doc == doc) chunks.push_back(&c);
+  LLOCO_CHECK(!chunks.empty(), "load_document_summary", dir, ": no document '", doc, "' in the manifest");
+  if (chunks.size() == 1) return load_summary(dir, manifest, chunks[0]->id);
+  std::stable_sort(chunks.begin(), chunks.end(), [](const StoredChunk* a, const StoredChunk* b) { return a->begin < b->begin; });
+  std::vector<Tensor> parts;
+  for (const StoredChunk* c : chunks) parts.push_back(load_summary(dir, manifest, c->id));
+  return concat(parts, 0);
 }
 
 std::map<std::string, std::string> load_chunk_texts(const std::string& dir, const StoreManifest& manifest) {

@@ -93,6 +93,10 @@ void register_adapter(const std::string& dir, const std::string& group, const st
 // The summary vectors [vectors, D] of chunk `id` of the store in `dir`.
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id);
 
+// A document's summary vectors: its chunks' vectors concatenated in span order (for a store of whole
+// documents, the one chunk). Errors name the document and the store.
+Tensor load_document_summary(const std::string& dir, const StoreManifest& manifest, const std::string& doc);
+
 // Every chunk's text (chunk id -> text); chunks stored without text are absent.
 std::map<std::string, std::string> load_chunk_texts(const std::string& dir, const StoreManifest& manifest);
 
