@@ -11,6 +11,7 @@
 #include "core/ops.h"
 #include "core/safetensors.h"
 #include "models/checkpoint.h"
+#include "tests/apps/tiny_llama_vocab.h"
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
@@ -20,14 +21,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  models::LlamaConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.max_position_embeddings = 8192;
+  const models::LlamaConfig c = apps_test::tiny_llama_vocab_config(8192);
   models::export_hf_model(models::LlamaModel::random(c, 7), out.string());
   std::ifstream f(out / "config.json");
   nlohmann::json j = nlohmann::json::parse(f);

@@ -16,6 +16,7 @@
 #include "eval/prompts.h"
 #include "lora/peft_io.h"
 #include "models/generate.h"
+#include "tests/apps/tiny_llama_vocab.h"
 
 namespace lloco::apps {
 namespace {
@@ -36,14 +37,7 @@ struct Fixture {
 // "stories" (none). Whole documents, compressed by an encoder built on the same random model.
 Fixture make_fixture() {
   Fixture f;
-  models::LlamaConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.max_position_embeddings = 512;
+  const models::LlamaConfig c = apps_test::tiny_llama_vocab_config(512);
   f.model = models::LlamaModel::random(c, 11);
   f.model.lm_head = mul(f.model.lm_head, 30.0);  // confident logits: answers differ when the input does
   f.tok = std::make_shared<models::SentencePieceTokenizer>(kTokenizer);
