@@ -101,12 +101,20 @@ GenerateResult generate(const LlamaModel& model, const std::vector<std::vector<i
     if (prefix.size(0) != B) prefix = prefix.expand({B, prefix.size(1), prefix.size(2)}).contiguous();
     P = prefix.size(1);
   }
+  LLOCO_CHECK(opts.prefix_lengths.empty() || static_cast<int64_t>(opts.prefix_lengths.size()) == B, op,
+              "prefix_lengths has ", opts.prefix_lengths.size(), " entries for ", B, " prompts");
+  for (const int64_t len : opts.prefix_lengths)
+    LLOCO_CHECK(len >= 0 && len <= P, op, "prefix length ", len, " outside [0, ", P, "]");
+  LLOCO_CHECK(opts.row_max_new_tokens.empty() || static_cast<int64_t>(opts.row_max_new_tokens.size()) == B, op,
+              "row_max_new_tokens has ", opts.row_max_new_tokens.size(), " entries for ", B, " prompts");
+  for (const int64_t n : opts.row_max_new_tokens)
+    LLOCO_CHECK(n >= 0 && n <= opts.max_new_tokens, op, "row_max_new_tokens ", n, " outside [0, ", opts.max_new_tokens, "]");
   int64_t T = 0;
   for (const auto& p : prompts) T = std::max<int64_t>(T, static_cast<int64_t>(p.size()));
   LLOCO_CHECK(T + P > 0, op, "empty prompts and no prefix");
 
-  // Layout per row: [prefix ; left padding ; prompt]. Positions count real keys only (HF:
-  // cumsum(mask) - 1), so padding anywhere leaves the real tokens' positions contiguous.
+  // Layout per row: [prefix ; prefix padding ; left padding ; prompt]. Positions count real keys only
+  // (HF: cumsum(mask) - 1), so padding anywhere leaves the real tokens' positions contiguous.
   std::vector<int64_t> ids(B * T, opts.pad_id), mask(B * (P + T), 1), pos(B * (P + T), 0), next_pos(B, 0);
   bool padded = false;
   for (int64_t b = 0; b < B; ++b) {
@@ -114,6 +122,9 @@ GenerateResult generate(const LlamaModel& model, const std::vector<std::vector<i
     padded |= pad > 0;
     for (int64_t t = 0; t < n; ++t) ids[b * T + pad + t] = prompts[b][t];
     for (int64_t t = 0; t < pad; ++t) mask[b * (P + T) + P + t] = 0;
+    const int64_t real_prefix = opts.prefix_lengths.empty() ? P : opts.prefix_lengths[b];
+    for (int64_t t = real_prefix; t < P; ++t) mask[b * (P + T) + t] = 0;
+    padded |= real_prefix < P;
     int64_t count = 0;
     for (int64_t t = 0; t < P + T; ++t) {
       pos[b * (P + T) + t] = mask[b * (P + T) + t] ? count : 0;
@@ -136,6 +147,8 @@ GenerateResult generate(const LlamaModel& model, const std::vector<std::vector<i
   res.texts.assign(B, "");
   res.finish.assign(B, FinishReason::Length);
   std::vector<char> done(B, opts.max_new_tokens == 0);
+  auto row_limit = [&](int64_t b) { return opts.row_max_new_tokens.empty() ? opts.max_new_tokens : opts.row_max_new_tokens[b]; };
+  for (int64_t b = 0; b < B; ++b) done[b] |= row_limit(b) == 0;
   std::vector<std::vector<int32_t>> history(prompts);
   // One generator per row: a row's samples depend on (seed, row index, its own logits) only, not on
   // how long the other rows run.
@@ -170,12 +183,15 @@ GenerateResult generate(const LlamaModel& model, const std::vector<std::vector<i
       }
       ++res.decode_tokens;
     }
-    if (opts.cancelled && opts.cancelled()) {
-      for (int64_t b = 0; b < B; ++b)
-        if (!done[b]) {
-          done[b] = 1;
-          res.finish[b] = FinishReason::Cancelled;
-        }
+    const bool all_cancelled = opts.cancelled && opts.cancelled();
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      if (all_cancelled || (opts.row_cancelled && opts.row_cancelled(b))) {
+        done[b] = 1;
+        res.finish[b] = FinishReason::Cancelled;
+      } else if (static_cast<int64_t>(res.tokens[b].size()) >= row_limit(b)) {
+        done[b] = 1;  // FinishReason::Length
+      }
     }
     if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; }) || step + 1 == opts.max_new_tokens) break;
     ForwardInput dec;

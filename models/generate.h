@@ -23,9 +23,15 @@ struct GenerateOptions {
   std::vector<std::string> stop;   // stop strings (need a tokenizer)
   int32_t pad_id = 0;              // fills left padding (masked out)
   Tensor prefix_embeddings;        // [B, P, D] (or [1, P, D], broadcast) before every prompt: LLoCO
+  // Real prefix rows per sequence (<= P; the rest of its prefix block is masked out), so requests
+  // with different contexts share a batch. Empty: all P.
+  std::vector<int64_t> prefix_lengths;
+  // Per-sequence cap on new tokens (<= max_new_tokens); empty: max_new_tokens for every row.
+  std::vector<int64_t> row_max_new_tokens;
   // Asked after every decode step; true ends the unfinished rows (FinishReason::Cancelled), e.g.
-  // when a server's client has gone.
+  // when a server's client has gone. row_cancelled(b) does the same for one row.
   std::function<bool()> cancelled;
+  std::function<bool(int64_t row)> row_cancelled;
 };
 
 enum class FinishReason : uint8_t { Length, Eos, Stop, Cancelled };

@@ -123,6 +123,42 @@ TEST(Generate, PrefixEmbeddingsEqualTheirTokens) {
   EXPECT_EQ(generate(m, {{33, 9}}, opts).tokens[0], want);
 }
 
+// Requests with different contexts in one batch (the server's batches): each row's real prefix is
+// its first prefix_lengths[b] rows, the rest masked; each row stops at its own token cap. Every row
+// must equal the request run alone.
+TEST(Generate, RaggedPrefixesAndRowLimitsEqualIndividualRuns) {
+  const LlamaModel m = load_model(kStoriesDir + "/stories260K.bin");
+  const std::vector<std::vector<int64_t>> contexts = {{1, 403, 407, 261, 378}, {1, 403}, {}};
+  const std::vector<std::vector<int32_t>> prompts = {{414, 375}, {263, 266, 446, 261}, {1, 403}};
+  const std::vector<int64_t> limits = {12, 5, 9};
+  const int64_t D = m.config.hidden_size;
+  Tensor prefix = zeros({3, 5, D});
+  for (int64_t b = 0; b < 3; ++b)
+    if (!contexts[b].empty()) {
+      const int64_t n = static_cast<int64_t>(contexts[b].size());
+      copy_(prefix.narrow(0, b, 1).narrow(1, 0, n), m.embed(from_vector<int64_t>(contexts[b], {1, n}, DType::I64)));
+    }
+  GenerateOptions batch;
+  batch.max_new_tokens = 12;
+  batch.eos_ids = {-1};
+  batch.prefix_embeddings = prefix;
+  batch.prefix_lengths = {5, 2, 0};
+  batch.row_max_new_tokens = limits;
+  const GenerateResult together = generate(m, prompts, batch);
+  for (size_t b = 0; b < 3; ++b) {
+    GenerateOptions alone;
+    alone.max_new_tokens = limits[b];
+    alone.eos_ids = {-1};
+    const int64_t n = static_cast<int64_t>(contexts[b].size());
+    if (n > 0) alone.prefix_embeddings = m.embed(from_vector<int64_t>(contexts[b], {1, n}, DType::I64));
+    EXPECT_EQ(together.tokens[b], generate(m, {prompts[b]}, alone).tokens[0]) << "row " << b;
+    EXPECT_EQ(static_cast<int64_t>(together.tokens[b].size()), limits[b]);
+    EXPECT_EQ(together.finish[b], FinishReason::Length);
+  }
+  batch.prefix_lengths = {6, 2, 0};
+  EXPECT_THROW(generate(m, prompts, batch), Error);
+}
+
 TEST(GenerateSampling, GreedyPenaltyTopKTopP) {
   GenerateOptions o;
   EXPECT_EQ(sample_token({0.1f, 3.0f, 2.0f, 3.0f}, {}, o, 0.5), 1);  // first index on ties
