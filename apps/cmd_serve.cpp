@@ -41,6 +41,8 @@ documents instead of retrieving), "adapter": GROUP (force that group's adapter)}
   --top-k K              chunks per question when the request does not say (default 1)
   --max-tokens N         answer length when the request does not say (default 256)
   --context-window N     positions the decoder may use (default: the model's max_position_embeddings)
+  --max-batch N          greedy requests decoded together, each with its own context and adapter (default 8)
+  --batch-window-ms MS   how long a request waits for others to join its batch (default 2)
   --max-connections N    default 64
   --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet (no access log)   --help
 )";
@@ -48,7 +50,7 @@ documents instead of retrieving), "adapter": GROUP (force that group's adapter)}
 int run_serve(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"model", "store", "tokenizer", "host", "port", "port-file", "top-k", "max-tokens",
-                         "context-window", "max-connections", "dtype", "device"},
+                         "context-window", "max-connections", "dtype", "device", "max-batch", "batch-window-ms"},
                         {"quiet", "help"});
   if (args.flag("help")) {
     std::printf("%s", kUsage);
@@ -71,6 +73,8 @@ int run_serve(const std::vector<std::string>& argv) {
   o.top_k = args.integer("top-k", 1);
   o.max_tokens = args.integer("max-tokens", 256);
   o.context_window = args.integer("context-window", 0);
+  o.max_batch = args.integer("max-batch", 8);
+  o.batch_window_ms = static_cast<int>(args.integer("batch-window-ms", 2));
   if (o.top_k < 0 || o.max_tokens < 1) throw std::runtime_error("--top-k must be >= 0 and --max-tokens >= 1");
   auto backend = std::make_shared<apps::LlocoChatBackend>(std::move(decoder), tok, retriever, o);
 
@@ -83,7 +87,9 @@ int run_serve(const std::vector<std::string>& argv) {
       std::fprintf(stderr, "%s %s -> %d (%.1f ms)\n", req.method.c_str(), req.target.c_str(), status, ms);
     };
   http::HttpServer server(so);
-  http::register_openai_routes(server, backend);
+  http::OpenAiRoutesOptions ro;
+  ro.serialize = false;  // the backend queues requests and batches them itself
+  http::register_openai_routes(server, backend, ro);
 
   std::string names;
   for (const http::ModelInfo& m : backend->models()) names += (names.empty() ? "" : ", ") + m.id;

@@ -1,9 +1,12 @@
 #include "apps/serve_backend.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "eval/prompts.h"
 #include "lora/peft_io.h"
 #include "models/generate.h"
@@ -40,22 +43,54 @@ std::string render_chat_prompt(const std::vector<http::ChatMessage>& messages, c
   return history + eval::lloco_prompt(ex);
 }
 
+// One queued request, prepared by its connection thread and decoded as a row of a batch.
+struct LlocoChatBackend::Job {
+  std::vector<int32_t> ids;  // the prompt (BOS only when there is no prefix)
+  Tensor prefix;             // [vectors, D] or undefined
+  int64_t adapter = -1;
+  int64_t max_new_tokens = 0;
+  double temperature = 0, top_p = 1;
+  uint64_t seed = 0;
+  const http::DeltaSink* on_delta = nullptr;
+  http::ChatResult result;
+  // Owned by the worker while the job is in a batch.
+  std::vector<int32_t> body;  // new tokens without EOS
+  std::string emitted;
+  bool cancelled = false;
+  // Guarded by queue_mutex_.
+  bool done = false;
+  std::exception_ptr error;
+  std::condition_variable finished;
+};
+
 LlocoChatBackend::LlocoChatBackend(models::LlamaModel decoder, std::shared_ptr<const models::Tokenizer> tokenizer,
                                    std::shared_ptr<const retrieve::ContextRetriever> retriever, ServeOptions options)
     : model_(std::move(decoder)), tok_(std::move(tokenizer)), retriever_(std::move(retriever)), options_(options) {
+  LLOCO_CHECK(options_.max_batch >= 1, "LlocoChatBackend", "max_batch must be >= 1, got ", options_.max_batch);
   if (options_.context_window <= 0) options_.context_window = model_.config.max_position_embeddings;
   created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  if (!retriever_) return;
   std::vector<std::string> dirs;
-  for (const auto& [group, info] : retriever_->manifest().groups)
-    if (!info.adapter.empty()) {
-      adapter_of_group_[group] = static_cast<int64_t>(dirs.size());
-      dirs.push_back(info.adapter);
-    }
-  if (dirs.empty()) return;
-  auto adapters = std::make_shared<lora::LoraAdapters>(
-      lora::load_peft_adapters(model_.config, dirs, model_.embed_tokens.dtype(), model_.embed_tokens.device()));
-  binding_ = lora::attach(model_, adapters, {-1});
+  if (retriever_)
+    for (const auto& [group, info] : retriever_->manifest().groups)
+      if (!info.adapter.empty()) {
+        adapter_of_group_[group] = static_cast<int64_t>(dirs.size());
+        dirs.push_back(info.adapter);
+      }
+  if (!dirs.empty()) {
+    auto adapters = std::make_shared<lora::LoraAdapters>(
+        lora::load_peft_adapters(model_.config, dirs, model_.embed_tokens.dtype(), model_.embed_tokens.device()));
+    binding_ = lora::attach(model_, adapters, {-1});
+  }
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+LlocoChatBackend::~LlocoChatBackend() {
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  worker_.join();
 }
 
 std::vector<http::ModelInfo> LlocoChatBackend::models() {
@@ -88,8 +123,8 @@ retrieve::RetrievedContext LlocoChatBackend::context_for(const http::ChatRequest
   return retriever_->retrieve(question, o, adapter_of_group_);
 }
 
-http::ChatResult LlocoChatBackend::complete(const http::ChatRequest& r, const http::DeltaSink& on_delta) {
-  std::lock_guard<std::mutex> lock(generate_mutex_);
+std::shared_ptr<LlocoChatBackend::Job> LlocoChatBackend::prepare(const http::ChatRequest& r,
+                                                                  const http::DeltaSink& on_delta) const {
   const std::string& question = r.messages.empty() ? std::string() : r.messages.back().content;
   auto dataset_of = [&](const std::string& group) {
     if (!retriever_) return std::string();
@@ -109,67 +144,145 @@ http::ChatResult LlocoChatBackend::complete(const http::ChatRequest& r, const ht
                           "messages", "invalid_request_error", "context_length_exceeded");
   const retrieve::RetrievedContext ctx = context_for(r, question, std::max<int64_t>(room, 1));
 
-  int64_t adapter = -1;
+  auto job = std::make_shared<Job>();
   std::string adapter_group;
   if (r.lloco.adapter) {
     const auto it = adapter_of_group_.find(*r.lloco.adapter);
     if (it == adapter_of_group_.end())
       throw http::HttpError(400, "no adapter for group '" + *r.lloco.adapter + "'", "lloco.adapter");
-    std::tie(adapter_group, adapter) = *it;
+    std::tie(adapter_group, job->adapter) = *it;
   } else if (r.model != kBaseModel && ctx.adapter >= 0) {
-    adapter = ctx.adapter;
+    job->adapter = ctx.adapter;
     adapter_group = ctx.group;
   }
-  if (binding_) binding_->sequence_adapters = {adapter};
-
   const bool has_prefix = ctx.prefix.defined();
   const std::string prompt = render_chat_prompt(r.messages, dataset_of(ctx.group.empty() ? r.model : ctx.group));
-  const std::vector<int32_t> ids = tok_->encode(prompt, !has_prefix, false);  // LLoCO: no BOS after the vectors
+  job->ids = tok_->encode(prompt, !has_prefix, false);  // LLoCO: no BOS after the vectors
   const int64_t prefix_len = has_prefix ? ctx.prefix.size(0) : 0;
-  const int64_t positions = prefix_len + static_cast<int64_t>(ids.size());
-  models::GenerateOptions g;
-  g.max_new_tokens = std::min(max_tokens, options_.context_window - positions);
-  if (g.max_new_tokens < 1)
+  const int64_t positions = prefix_len + static_cast<int64_t>(job->ids.size());
+  job->max_new_tokens = std::min(max_tokens, options_.context_window - positions);
+  if (job->max_new_tokens < 1)
     throw http::HttpError(400, "the context (" + std::to_string(positions) + " positions) fills the window of " +
                                    std::to_string(options_.context_window),
                           "messages", "invalid_request_error", "context_length_exceeded");
-  g.temperature = r.temperature ? *r.temperature : options_.temperature;
-  if (r.top_p) g.top_p = *r.top_p;
-  if (r.seed) g.seed = static_cast<uint64_t>(*r.seed);
-  if (has_prefix)
-    g.prefix_embeddings = ctx.prefix.to(model_.embed_tokens.dtype()).to(model_.embed_tokens.device()).unsqueeze(0);
-  bool cancelled = false;
-  g.cancelled = [&] { return cancelled; };
+  if (has_prefix) job->prefix = ctx.prefix;
+  job->temperature = r.temperature ? *r.temperature : options_.temperature;
+  job->top_p = r.top_p ? *r.top_p : 1.0;
+  job->seed = r.seed ? static_cast<uint64_t>(*r.seed) : 0;
+  job->on_delta = &on_delta;
+  http::ChatResult& res = job->result;
+  res.prompt_tokens = static_cast<int>(positions);
+  res.doc_ids = ctx.ids;
+  res.adapter = adapter_group;
+  res.metrics["summary_vectors"] = static_cast<double>(prefix_len);
+  res.metrics["prompt_text_tokens"] = static_cast<double>(job->ids.size());
+  if (!ctx.skipped.empty()) res.metrics["chunks_over_budget"] = static_cast<double>(ctx.skipped.size());
+  return job;
+}
+
+http::ChatResult LlocoChatBackend::complete(const http::ChatRequest& r, const http::DeltaSink& on_delta) {
+  const std::shared_ptr<Job> job = prepare(r, on_delta);
+  std::unique_lock<std::mutex> lock(queue_mutex_);
+  if (stopping_) throw http::HttpError(503, "the server is stopping");
+  queue_.push_back(job);
+  queue_cv_.notify_all();
+  job->finished.wait(lock, [&] { return job->done; });
+  if (job->error) std::rethrow_exception(job->error);
+  return job->result;
+}
+
+void LlocoChatBackend::worker_loop() {
+  const auto greedy = [](const std::shared_ptr<Job>& j) { return j->temperature == 0; };
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> batch;
+    {
+      std::unique_lock<std::mutex> lock(queue_mutex_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping with nothing left
+      // A greedy head waits briefly for company; a sampled one runs alone.
+      if (greedy(queue_.front()) && options_.max_batch > 1)
+        queue_cv_.wait_for(lock, std::chrono::milliseconds(options_.batch_window_ms), [&] {
+          return stopping_ || static_cast<int64_t>(queue_.size()) >= options_.max_batch;
+        });
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+      if (greedy(batch[0]))
+        for (auto it = queue_.begin(); it != queue_.end() && static_cast<int64_t>(batch.size()) < options_.max_batch;)
+          if (greedy(*it)) {
+            batch.push_back(*it);
+            it = queue_.erase(it);
+          } else {
+            ++it;
+          }
+    }
+    std::exception_ptr error;
+    try {
+      run_batch(batch);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    for (const std::shared_ptr<Job>& j : batch) {
+      j->error = error;
+      j->done = true;
+      j->finished.notify_all();
+    }
+  }
+}
+
+void LlocoChatBackend::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
+  const auto B = static_cast<int64_t>(jobs.size());
+  models::GenerateOptions g;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<int64_t> adapters;
+  int64_t P = 0;
+  for (const std::shared_ptr<Job>& j : jobs) {
+    prompts.push_back(j->ids);
+    adapters.push_back(j->adapter);
+    g.row_max_new_tokens.push_back(j->max_new_tokens);
+    g.max_new_tokens = std::max(g.max_new_tokens, j->max_new_tokens);
+    const int64_t len = j->prefix.defined() ? j->prefix.size(0) : 0;
+    g.prefix_lengths.push_back(len);
+    P = std::max(P, len);
+  }
+  if (P > 0) {  // rows padded at the end of their prefix block; generate masks the padding
+    const DType dtype = model_.embed_tokens.dtype();
+    Tensor prefix = zeros({B, P, model_.config.hidden_size}, dtype, model_.embed_tokens.device());
+    for (int64_t b = 0; b < B; ++b)
+      if (g.prefix_lengths[b] > 0)
+        copy_(prefix.narrow(0, b, 1).narrow(1, 0, g.prefix_lengths[b]),
+              jobs[b]->prefix.to(dtype).to(model_.embed_tokens.device()).unsqueeze(0));
+    g.prefix_embeddings = prefix;
+  }
+  if (binding_) binding_->sequence_adapters = adapters;
+  g.temperature = jobs[0]->temperature;  // batches mix greedy requests only
+  g.top_p = jobs[0]->top_p;
+  g.seed = jobs[0]->seed;
+  g.row_cancelled = [&](int64_t b) { return jobs[b]->cancelled; };
 
   // Deltas are suffixes of the decoded text so far (SentencePiece decodes words, not tokens).
-  const std::vector<int32_t> eos = {model_.config.eos_token_id};
-  std::vector<int32_t> body;
-  std::string emitted;
-  auto emit_up_to = [&](const std::string& text) {
-    if (cancelled || text.size() <= emitted.size() || text.compare(0, emitted.size(), emitted) != 0) return;
-    if (!on_delta(text.substr(emitted.size()))) cancelled = true;
-    emitted = text;
+  auto emit_up_to = [&](Job& j, const std::string& text) {
+    if (j.cancelled || text.size() <= j.emitted.size() || text.compare(0, j.emitted.size(), j.emitted) != 0) return;
+    if (!(*j.on_delta)(text.substr(j.emitted.size()))) j.cancelled = true;
+    j.emitted = text;
   };
-  const models::GenerateResult out = models::generate(model_, {ids}, g, tok_.get(), [&](int64_t, int32_t token) {
+  const models::GenerateResult out = models::generate(model_, prompts, g, tok_.get(), [&](int64_t row, int32_t token) {
+    Job& j = *jobs[row];
     if (token == model_.config.eos_token_id) return;
-    body.push_back(token);
-    const std::string text = tok_->decode(body);
-    if (!ends_with_replacement_char(text)) emit_up_to(text);
+    j.body.push_back(token);
+    const std::string text = tok_->decode(j.body);
+    if (!ends_with_replacement_char(text)) emit_up_to(j, text);
   });
-  emit_up_to(tok_->decode(body));
-
-  http::ChatResult result;
-  result.finish_reason = out.finish[0] == models::FinishReason::Length ? "length" : "stop";
-  result.prompt_tokens = static_cast<int>(positions);
-  result.completion_tokens = static_cast<int>(out.tokens[0].size());
-  result.doc_ids = ctx.ids;
-  result.adapter = adapter_group;
-  result.metrics["summary_vectors"] = static_cast<double>(prefix_len);
-  result.metrics["prompt_text_tokens"] = static_cast<double>(ids.size());
-  result.metrics["prefill_ms"] = out.prefill_seconds * 1e3;
-  result.metrics["decode_tokens_per_s"] = out.decode_seconds > 0 ? static_cast<double>(out.decode_tokens) / out.decode_seconds : 0.0;
-  if (!ctx.skipped.empty()) result.metrics["chunks_over_budget"] = static_cast<double>(ctx.skipped.size());
-  return result;
+  for (int64_t b = 0; b < B; ++b) {
+    Job& j = *jobs[b];
+    emit_up_to(j, tok_->decode(j.body));
+    http::ChatResult& res = j.result;
+    res.finish_reason = out.finish[b] == models::FinishReason::Length ? "length" : "stop";
+    res.completion_tokens = static_cast<int>(out.tokens[b].size());
+    res.metrics["batch_size"] = static_cast<double>(B);
+    res.metrics["prefill_ms"] = out.prefill_seconds * 1e3;
+    res.metrics["decode_tokens_per_s"] = out.decode_seconds > 0 ? static_cast<double>(out.decode_tokens) / out.decode_seconds : 0.0;
+  }
 }
 
 }  // namespace lloco::apps

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apps/serve_backend.h"
@@ -186,6 +187,39 @@ TEST(ServeBackend, StopsWhenTheClientIsGoneAndRejectsBadRequests) {
   assistant_last.messages.push_back({"assistant", "twelve"});
   expect_400(assistant_last, "messages", "role 'user'");
   expect_400(request("lloco", "budget", 600), "messages", "exceed the context window of 512");
+}
+
+// Three requests at once (different documents, groups and adapters) are decoded as one batch; each
+// answer must equal the same request served alone.
+TEST(ServeBackend, ConcurrentRequestsShareABatchAndAnswerAsAlone) {
+  const Fixture f = make_fixture();
+  const std::vector<http::ChatRequest> requests = {
+      request("lloco", "What budget did the committee agree for the remote control?", 10),
+      request("stories", "Where did Lily find the needle?", 6),
+      request("base", "What colour does marketing want?", 8)};
+  std::vector<std::string> alone;
+  {
+    auto b = backend_of(f);
+    for (const http::ChatRequest& r : requests) alone.push_back(collect(*b, r));
+  }
+  ServeOptions o;
+  o.max_batch = 3;
+  o.batch_window_ms = 5000;  // the worker waits until all three are queued
+  auto b = backend_of(f, o);
+  std::vector<std::string> together(3);
+  std::vector<http::ChatResult> results(3);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < 3; ++i)
+    clients.emplace_back([&, i] { together[i] = collect(*b, requests[i], &results[i]); });
+  for (std::thread& t : clients) t.join();
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(together[i], alone[i]) << "request " << i;
+    EXPECT_EQ(results[i].metrics.at("batch_size"), 3.0) << "request " << i;
+  }
+  EXPECT_EQ(results[0].adapter, "meetings");
+  EXPECT_EQ(results[1].doc_ids, std::vector<std::string>{"doc2"});
+  EXPECT_LE(results[1].completion_tokens, 6);
+  EXPECT_TRUE(results[2].doc_ids.empty());
 }
 
 TEST(ServeBackend, ChatPromptRendering) {
