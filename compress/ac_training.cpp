@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "core/optim.h"
 #include "core/safetensors.h"
+#include "lora/adapter_training.h"
 #include "models/checkpoint.h"
 
 namespace lloco::compress {
@@ -211,12 +212,7 @@ AcTrainResult train_autocompressor(const AutoCompressor& base, const std::vector
   Tensor summary = base.embed_summary().detach().clone();
   summary.requires_grad_(true);
   NamedTensors params{{"embed_summary.weight", summary}};
-  const auto named = adapters->named_weights(0);
-  const std::vector<Tensor*> stacked = adapters->parameters();  // same (layer, target, a/b) order
-  for (size_t i = 0; i < stacked.size(); ++i) {
-    stacked[i]->requires_grad_(true);
-    params.emplace_back(named[i].first, *stacked[i]);
-  }
+  for (auto& named : lora::trainable_adapter_parameters(*adapters)) params.push_back(std::move(named));
   AdamWOptions ao;
   ao.lr = o.lr;
   ao.weight_decay = o.weight_decay;

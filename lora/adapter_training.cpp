@@ -94,6 +94,19 @@ int64_t steps_for_epochs(int64_t n_examples, double epochs, int64_t batch_size, 
   return static_cast<int64_t>(std::ceil(epochs * static_cast<double>(n_examples) / per_step));
 }
 
+NamedTensors trainable_adapter_parameters(LoraAdapters& adapters) {
+  LLOCO_CHECK(adapters.num_adapters() == 1, "trainable_adapter_parameters", "one adapter expected, got ",
+              adapters.num_adapters());
+  NamedTensors params;
+  const auto named = adapters.named_weights(0);
+  const std::vector<Tensor*> stacked = adapters.parameters();  // same (layer, target, a/b) order
+  for (size_t i = 0; i < stacked.size(); ++i) {
+    stacked[i]->requires_grad_(true);
+    params.emplace_back(named[i].first, *stacked[i]);
+  }
+  return params;
+}
+
 train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_ptr<LoraAdapters>& adapters,
                                  const std::vector<QaExample>& examples, const AdapterTrainOptions& o) {
   const char* op = "train_adapter";
@@ -104,13 +117,7 @@ train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_pt
   for (auto& [name, p] : model.named_parameters())
     LLOCO_CHECK(!p.requires_grad(), op, "base parameter ", name, " requires grad; the base model stays frozen");
 
-  NamedTensors params;
-  const auto named = adapters->named_weights(0);
-  const std::vector<Tensor*> stacked = adapters->parameters();  // same (layer, target, a/b) order
-  for (size_t i = 0; i < stacked.size(); ++i) {
-    stacked[i]->requires_grad_(true);
-    params.emplace_back(named[i].first, *stacked[i]);
-  }
+  const NamedTensors params = trainable_adapter_parameters(*adapters);
   AdamWOptions ao;
   ao.lr = o.lr;
   ao.weight_decay = o.weight_decay;
@@ -145,7 +152,7 @@ train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_pt
   }
   binding->training = false;
   binding->sequence_adapters = {0};
-  for (Tensor* p : stacked) p->requires_grad_(false);
+  for (Tensor* p : adapters->parameters()) p->requires_grad_(false);
   return r;
 }
 

@@ -46,6 +46,10 @@ struct AdapterTrainOptions {
 };
 
 // Optimizer steps for `epochs` passes over n examples.
+// The stacked weights of a single-adapter LoraAdapters, marked requires_grad and named as adapter 0's
+// PEFT weights (what an optimizer and a checkpoint see).
+NamedTensors trainable_adapter_parameters(LoraAdapters& adapters);
+
 int64_t steps_for_epochs(int64_t n_examples, double epochs, int64_t batch_size, int64_t grad_accumulation);
 
 // Trains the single adapter of `adapters` (num_adapters() == 1) on `examples`, keeping every base
