@@ -15,6 +15,7 @@
 #include "core/safetensors.h"
 #include "lora/adapter_training.h"
 #include "models/checkpoint.h"
+#include "train/data_order.h"
 
 namespace lloco::compress {
 
@@ -25,30 +26,11 @@ namespace {
 
 constexpr int64_t kMinSegment = 2;  // AutoCompressors' smallest random segment
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // A seed for (seed, a, b) that differs for every pair (counter-based: no generator state to resume).
 uint64_t derive_seed(uint64_t seed, uint64_t a, uint64_t b = 0) {
   uint64_t state = seed ^ (0xD1B54A32D192ED03ull * (a + 1));
-  state = splitmix64(state) ^ (0x8CB92BA72F3D8DD7ull * (b + 1));
-  return splitmix64(state);
-}
-
-// Fisher-Yates over n sequences for (seed, epoch).
-std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  uint64_t state = derive_seed(seed, static_cast<uint64_t>(epoch), 0x0DE5);
-  for (int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(i + 1));
-    std::swap(order[i], order[j]);
-  }
-  return order;
+  state = train::splitmix64(state) ^ (0x8CB92BA72F3D8DD7ull * (b + 1));
+  return train::splitmix64(state);
 }
 
 // Smallest sequence random_segment_plan can cut: each substep needs k segments of >= 2 tokens and
@@ -93,7 +75,7 @@ SegmentPlan random_segment_plan(int64_t n_tokens, int64_t substeps, int64_t k, u
     uint64_t state = derive_seed(seed, static_cast<uint64_t>(s));
     std::set<int64_t> cuts;
     for (int64_t j = variable - (k - 1); j < variable; ++j) {
-      const auto t = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(j + 1));
+      const auto t = static_cast<int64_t>(train::splitmix64(state) % static_cast<uint64_t>(j + 1));
       cuts.insert(cuts.count(t) ? j : t);
     }
     int64_t prev = 0;
@@ -220,17 +202,12 @@ AcTrainResult train_autocompressor(const AutoCompressor& base, const std::vector
   const std::unique_ptr<LrSchedule> schedule = make_schedule(o.schedule, o.lr, o.warmup_steps, o.loop.steps);
 
   auto binding = lora::attach(model, adapters, {0});
-  const int64_t n = static_cast<int64_t>(sequences.size());
-  std::map<int64_t, std::vector<int64_t>> orders;  // epoch -> permutation, made on first use
+  train::EpochSampler sample(static_cast<int64_t>(sequences.size()), o.seed);
   const train::LossFn loss_fn = [&](int64_t step, int64_t micro) {
     const int64_t g = step * o.loop.grad_accumulation + micro;  // global micro-batch = one sequence
-    const int64_t epoch = g / n;
-    auto it = orders.find(epoch);
-    if (it == orders.end()) it = orders.emplace(epoch, epoch_order(n, o.seed, epoch)).first;
-    const std::vector<int32_t>& ids = sequences[static_cast<size_t>(it->second[static_cast<size_t>(g % n)])];
+    const std::vector<int32_t>& ids = sequences[static_cast<size_t>(sample(g))];
     const SegmentPlan plan = random_segment_plan(static_cast<int64_t>(ids.size()), o.substeps, o.segments_per_substep,
                                                  derive_seed(o.seed, static_cast<uint64_t>(g), 0x9A4));
-    binding->training = true;
     AcLossOptions lo;
     lo.early_backward_scale = 1.0 / static_cast<double>(o.loop.grad_accumulation);  // train::train's factor
     lo.before_segment = [&](int64_t segment) {
@@ -240,13 +217,10 @@ AcTrainResult train_autocompressor(const AutoCompressor& base, const std::vector
     return train::MicroBatchLoss{l.loss, l.predicted_tokens};
   };
   train::TrainResult r;
-  try {
+  {
+    const lora::TrainingScope training(*binding);
     r = train::train(optimizer, [&](int64_t s) { return schedule->lr(s); }, loss_fn, o.loop);
-  } catch (...) {
-    binding->training = false;
-    throw;
   }
-  binding->training = false;
   for (auto& [name, p] : params) p.requires_grad_(false);
   return AcTrainResult{AutoCompressor(lora::merge(model, *adapters, 0), summary.detach(), base.accumulate_summary()),
                        std::move(r)};

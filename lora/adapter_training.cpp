@@ -8,31 +8,9 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/optim.h"
+#include "train/data_order.h"
 
 namespace lloco::lora {
-
-namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Fisher-Yates with a counter-based generator: the same order on every platform for (seed, epoch).
-std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  uint64_t state = seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(epoch + 1));
-  for (int64_t i = n - 1; i > 0; --i) {
-    const int64_t j = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(i + 1));
-    std::swap(order[i], order[j]);
-  }
-  return order;
-}
-
-}  // namespace
 
 QaBatch make_qa_batch(const models::LlamaModel& model, const std::vector<const QaExample*>& examples) {
   const char* op = "make_qa_batch";
@@ -126,31 +104,22 @@ train::TrainResult train_adapter(models::LlamaModel& model, const std::shared_pt
   const std::unique_ptr<LrSchedule> schedule = make_schedule(o.schedule, o.lr, warmup, o.loop.steps);
 
   auto binding = attach(model, adapters, std::vector<int64_t>(static_cast<size_t>(o.batch_size), 0));
-  const int64_t n = static_cast<int64_t>(examples.size());
-  std::map<int64_t, std::vector<int64_t>> orders;  // epoch -> permutation, made on first use
+  train::EpochSampler sample(static_cast<int64_t>(examples.size()), o.seed);
   const train::LossFn loss_fn = [&](int64_t step, int64_t micro) {
     const int64_t g = step * o.loop.grad_accumulation + micro;  // global micro-batch index
     std::vector<const QaExample*> batch;
-    for (int64_t k = g * o.batch_size; k < (g + 1) * o.batch_size; ++k) {
-      const int64_t epoch = k / n;
-      auto it = orders.find(epoch);
-      if (it == orders.end()) it = orders.emplace(epoch, epoch_order(n, o.seed, epoch)).first;
-      batch.push_back(&examples[static_cast<size_t>(it->second[static_cast<size_t>(k % n)])]);
-    }
-    binding->training = true;
+    for (int64_t k = g * o.batch_size; k < (g + 1) * o.batch_size; ++k)
+      batch.push_back(&examples[static_cast<size_t>(sample(k))]);
     binding->dropout_seed = o.seed * 0x100000001B3ull + static_cast<uint64_t>(g);
     const QaBatch qa = make_qa_batch(model, batch);
     const Tensor logits = model.forward(qa.input).logits;
     return train::MicroBatchLoss{answer_loss(logits, qa.labels), qa.answer_tokens};
   };
   train::TrainResult r;
-  try {
+  {
+    const TrainingScope training(*binding);
     r = train::train(optimizer, [&](int64_t s) { return schedule->lr(s); }, loss_fn, o.loop);
-  } catch (...) {
-    binding->training = false;
-    throw;
   }
-  binding->training = false;
   binding->sequence_adapters = {0};
   for (Tensor* p : adapters->parameters()) p->requires_grad_(false);
   return r;

@@ -83,6 +83,19 @@ struct LoraBinding {
   uint64_t dropout_seed = 0;
 };
 
+// Turns the binding's training mode (LoRA dropout) on for a scope and off again on exit, also when
+// the training loop throws.
+class TrainingScope {
+ public:
+  explicit TrainingScope(LoraBinding& binding) : binding_(binding) { binding_.training = true; }
+  ~TrainingScope() { binding_.training = false; }
+  TrainingScope(const TrainingScope&) = delete;
+  TrainingScope& operator=(const TrainingScope&) = delete;
+
+ private:
+  LoraBinding& binding_;
+};
+
 // Installs model.projection_hook: targeted projections of x [B, S, in] become
 // lora_linear(x, W, a, b, scale, segments) with rows b*S .. (b+1)*S - 1 using sequence_adapters[b]
 // (a batch size other than sequence_adapters.size() is an error naming both). Replaces any hook.
