@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "compress/manifest_json.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -17,16 +18,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kSummaryWeight = "embed_summary.weight";
-
-json read_json(const fs::path& path, const char* op) {
-  std::ifstream f(path);
-  LLOCO_CHECK(f.good(), op, path.string(), ": cannot open");
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    LLOCO_FAIL(op, path.string(), ": invalid JSON: ", e.what());
-  }
-}
 
 }  // namespace
 
@@ -45,7 +36,7 @@ AutoCompressor::AutoCompressor(models::LlamaModel model, Tensor embed_summary, b
 AutoCompressor AutoCompressor::load(const std::string& dir, const models::LoadOptions& options) {
   const char* op = "AutoCompressor::load";
   const fs::path config_path = fs::path(dir) / "config.json";
-  const json j = read_json(config_path, op);
+  const json j = read_json_file(config_path.string(), op);
   LLOCO_CHECK(j.is_object() && j.contains("summary_length") && j["summary_length"].is_number_integer(), op,
               config_path.string(), ": field 'summary_length' (an integer) is missing: not an AutoCompressor config");
   const int64_t summary_length = j["summary_length"].get<int64_t>();
@@ -112,7 +103,7 @@ AutoCompressor AutoCompressor::to(Device device) const {
 }
 
 models::LlamaModel load_decoder(const std::string& dir, const models::LoadOptions& options) {
-  const json j = read_json(fs::path(dir) / "config.json", "load_decoder");
+  const json j = read_json_file((fs::path(dir) / "config.json").string(), "load_decoder");
   if (j.is_object() && j.contains("summary_length")) return AutoCompressor::load(dir, options).model();
   return models::load_hf_model(dir, options);
 }

@@ -1,5 +1,6 @@
 #include "compress/manifest_json.h"
 
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -71,6 +72,16 @@ void read_chunks_v2(const json& j, const std::string& path, StoreManifest& m) {
 }
 
 }  // namespace
+
+nlohmann::json read_json_file(const std::string& path, const char* op) {
+  std::ifstream f(path);
+  LLOCO_CHECK(f.good(), op, path, ": cannot open");
+  try {
+    return json::parse(f);
+  } catch (const json::exception& e) {
+    LLOCO_FAIL(op, path, ": invalid JSON: ", e.what());
+  }
+}
 
 StoreManifest manifest_from_json(const json& j, const std::string& path) {
   LLOCO_CHECK(j.is_object(), "StoreManifest", path, ": the top level must be an object");

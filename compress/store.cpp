@@ -53,15 +53,7 @@ std::vector<StoredChunk> plan_chunks(const TokenizedDoc& d, int64_t chunk_tokens
 }  // namespace
 
 StoreManifest StoreManifest::read(const std::string& path) {
-  std::ifstream f(path);
-  LLOCO_CHECK(f.good(), "StoreManifest", path, ": cannot open");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    LLOCO_FAIL("StoreManifest", path, ": invalid JSON: ", e.what());
-  }
-  return manifest_from_json(j, path);
+  return manifest_from_json(read_json_file(path, "StoreManifest"), path);
 }
 
 std::string StoreManifest::to_json() const { return manifest_to_json(*this).dump(1) + "\n"; }
@@ -219,14 +211,17 @@ void register_adapter(const std::string& dir, const std::string& group, const st
   write_file_atomic(manifest_path, m.to_json());
 }
 
+Tensor summary_from_shard(const SafetensorsFile& shard, const StoredChunk& c, const StoreManifest& manifest) {
+  const Tensor t = shard.get(c.id);
+  LLOCO_CHECK(t.dim() == 2 && t.size(0) == c.vectors && t.size(1) == manifest.hidden_size, "load_summary",
+              shard.path(), ": '", c.id, "' has shape ", shape_str(t.shape()), ", the manifest says [", c.vectors,
+              ", ", manifest.hidden_size, "]");
+  return t;
+}
+
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id) {
   const StoredChunk& c = manifest.chunk(id);
-  const std::string path = (fs::path(dir) / c.shard).string();
-  const Tensor t = load_safetensors(path).get(id);
-  LLOCO_CHECK(t.dim() == 2 && t.size(0) == c.vectors && t.size(1) == manifest.hidden_size, "load_summary", path,
-              ": '", id, "' has shape ", shape_str(t.shape()), ", the manifest says [", c.vectors, ", ",
-              manifest.hidden_size, "]");
-  return t;
+  return summary_from_shard(load_safetensors((fs::path(dir) / c.shard).string()), c, manifest);
 }
 
 Tensor load_document_summary(const std::string& dir, const StoreManifest& manifest, const std::string& doc) {
@@ -234,11 +229,15 @@ Tensor load_document_summary(const std::string& dir, const StoreManifest& manife
   for (const StoredChunk& c : manifest.chunks)
     if (c.doc == doc) chunks.push_back(&c);
   LLOCO_CHECK(!chunks.empty(), "load_document_summary", dir, ": no document '", doc, "' in the manifest");
-  if (chunks.size() == 1) return load_summary(dir, manifest, chunks[0]->id);
   std::stable_sort(chunks.begin(), chunks.end(), [](const StoredChunk* a, const StoredChunk* b) { return a->begin < b->begin; });
+  std::map<std::string, SafetensorsFile> shards;  // a document's chunks usually share one shard: map it once
   std::vector<Tensor> parts;
-  for (const StoredChunk* c : chunks) parts.push_back(load_summary(dir, manifest, c->id));
-  return concat(parts, 0);
+  for (const StoredChunk* c : chunks) {
+    auto it = shards.find(c->shard);
+    if (it == shards.end()) it = shards.emplace(c->shard, load_safetensors((fs::path(dir) / c->shard).string())).first;
+    parts.push_back(summary_from_shard(it->second, *c, manifest));
+  }
+  return parts.size() == 1 ? parts[0] : concat(parts, 0);
 }
 
 std::map<std::string, std::string> load_chunk_texts(const std::string& dir, const StoreManifest& manifest) {

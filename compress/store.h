@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "compress/autocompressor.h"
+#include "core/safetensors.h"
 
 namespace lloco::compress {
 
@@ -92,6 +93,10 @@ void register_adapter(const std::string& dir, const std::string& group, const st
 
 // The summary vectors [vectors, D] of chunk `id` of the store in `dir`.
 Tensor load_summary(const std::string& dir, const StoreManifest& manifest, const std::string& id);
+
+// Chunk c's vectors from its already mapped shard file, checked against the manifest (for callers
+// that keep shards mapped).
+Tensor summary_from_shard(const SafetensorsFile& shard, const StoredChunk& c, const StoreManifest& manifest);
 
 // A document's summary vectors: its chunks' vectors concatenated in span order (for a store of whole
 // documents, the one chunk). Errors name the document and the store.

@@ -46,11 +46,7 @@ Tensor ContextRetriever::summary(const compress::StoredChunk& chunk) const {
   auto it = shards_->files.find(chunk.shard);
   if (it == shards_->files.end())
     it = shards_->files.emplace(chunk.shard, load_safetensors((std::filesystem::path(dir_) / chunk.shard).string())).first;
-  const Tensor t = it->second.get(chunk.id);
-  LLOCO_CHECK(t.dim() == 2 && t.size(0) == chunk.vectors && t.size(1) == manifest_.hidden_size, "ContextRetriever",
-              it->second.path(), ": '", chunk.id, "' has shape ", shape_str(t.shape()), ", the manifest says [",
-              chunk.vectors, ", ", manifest_.hidden_size, "]");
-  return t;
+  return compress::summary_from_shard(it->second, chunk, manifest_);
 }
 
 RetrievedContext ContextRetriever::assemble(const std::vector<std::pair<int64_t, double>>& ranked, int64_t max_vectors,
