@@ -135,7 +135,8 @@ std::shared_ptr<LlocoChatBackend::Job> LlocoChatBackend::prepare(const http::Cha
   // The prefix gets what the window leaves after the prompt and the answer (the prompt is measured
   // with the requested group's template; the final one may differ by a few tokens, checked below).
   const std::string draft = render_chat_prompt(r.messages, dataset_of(r.model));
-  const int64_t draft_tokens = static_cast<int64_t>(tok_->encode(draft, false, false).size()) + 1;
+  const std::vector<int32_t> draft_ids = tok_->encode(draft, false, false);
+  const int64_t draft_tokens = static_cast<int64_t>(draft_ids.size()) + 1;
   const int64_t room = options_.context_window - draft_tokens - max_tokens;
   if (room < 0)
     throw http::HttpError(400, "the prompt (" + std::to_string(draft_tokens) + " tokens) and max_tokens (" +
@@ -157,7 +158,10 @@ std::shared_ptr<LlocoChatBackend::Job> LlocoChatBackend::prepare(const http::Cha
   }
   const bool has_prefix = ctx.prefix.defined();
   const std::string prompt = render_chat_prompt(r.messages, dataset_of(ctx.group.empty() ? r.model : ctx.group));
-  job->ids = tok_->encode(prompt, !has_prefix, false);  // LLoCO: no BOS after the vectors
+  // LLoCO: no BOS after the vectors. The draft's ids serve when the group kept the template.
+  if (prompt != draft) job->ids = tok_->encode(prompt, false, false);
+  else job->ids = draft_ids;
+  if (!has_prefix) job->ids.insert(job->ids.begin(), tok_->bos_id());
   const int64_t prefix_len = has_prefix ? ctx.prefix.size(0) : 0;
   const int64_t positions = prefix_len + static_cast<int64_t>(job->ids.size());
   job->max_new_tokens = std::min(max_tokens, options_.context_window - positions);
