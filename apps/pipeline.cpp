@@ -20,6 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "eval/prompts.h"
+#include "train/data_order.h"
 #ifdef LLOCO_WITH_CUDA
 #include "cuda/cuda.h"
 #endif
@@ -262,6 +263,23 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
   if (!o.quiet && count.added > 0) std::fprintf(stderr, "\n");
   count.total = done.size();
   return count;
+}
+
+eval::DatasetFile sample_examples(eval::DatasetFile data, int64_t n, uint64_t seed) {
+  const int64_t total = static_cast<int64_t>(data.examples.size());
+  if (n <= 0 || n >= total) return data;
+  std::vector<int64_t> keep = train::epoch_order(total, seed, 0);
+  keep.resize(static_cast<size_t>(n));
+  std::sort(keep.begin(), keep.end());
+  std::vector<eval::Example> examples;
+  std::set<std::string> doc_ids;
+  for (const int64_t i : keep) {
+    doc_ids.insert(data.examples[static_cast<size_t>(i)].doc_id);
+    examples.push_back(std::move(data.examples[static_cast<size_t>(i)]));
+  }
+  data.examples = std::move(examples);
+  std::erase_if(data.documents, [&](const eval::Document& d) { return !doc_ids.count(d.id); });
+  return data;
 }
 
 }  // namespace lloco::apps

@@ -23,6 +23,11 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
                                          const models::Tokenizer& tok, const std::string& dir,
                                          const compress::CorpusOptions& options, const std::string& group = "");
 
+// A random subset of `n` examples (all when n <= 0 or n >= their count), kept in file order, with the
+// documents they point to; the subset depends only on the seed (LLoCO: 20,000 HotpotQA training
+// questions, and 10,000 of NarrativeQA and HotpotQA each in its combined fine-tune).
+eval::DatasetFile sample_examples(eval::DatasetFile data, int64_t n, uint64_t seed);
+
 // LLoCO's training pairs of a dataset: [its document's summary vectors ; LLoCO's prompt] -> the
 // reference answer + EOS (prompts without BOS, as LLoCO feeds them after the summary vectors).
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,

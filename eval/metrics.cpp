@@ -112,4 +112,32 @@ std::string longbench_first_line(std::string_view prediction) {
   return s.substr(0, s.find('\n'));
 }
 
+namespace {
+
+std::string needle_normalized(std::string_view s) {
+  std::string out;
+  bool pending_space = false;
+  for (char c : s) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+      pending_space = !out.empty();
+      continue;
+    }
+    if (pending_space) out.push_back(' ');
+    pending_space = false;
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool needle_found(std::string_view prediction, const std::vector<std::string>& references) {
+  const std::string pred = needle_normalized(prediction);
+  for (const auto& r : references) {
+    const std::string ref = needle_normalized(r);
+    if (!ref.empty() && pred.find(ref) != std::string::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace lloco::eval

@@ -8,6 +8,7 @@
 //  - QuALITY as LLoCO's quality_evaluator.py scores it: the prediction's first character against
 //    the gold letter; an empty prediction is wrong.
 //  - HotpotQA as LLoCO's hotpot_evaluator.py scores it: the prediction up to its first '.', then F1.
+//  - Needle in a haystack: the answer occurs in the prediction (case and whitespace insensitive).
 #pragma once
 #include <string>
 #include <string_view>
@@ -30,6 +31,11 @@ double max_exact_match(std::string_view prediction, const std::vector<std::strin
 bool quality_correct(std::string_view prediction, char gold_letter, bool strip = true);
 
 double hotpot_f1(std::string_view prediction, std::string_view answer);
+
+// True when some reference occurs in the prediction after both are ASCII-lowercased (bytes >= 0x80
+// are compared as they are) and their runs of ASCII whitespace are collapsed to one space and
+// stripped. An empty reference matches nothing.
+bool needle_found(std::string_view prediction, const std::vector<std::string>& references);
 
 // LongBench keeps only the first line (after leading newlines) for trec/triviaqa/samsum/lsht.
 std::string longbench_first_line(std::string_view prediction);

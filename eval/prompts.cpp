@@ -36,7 +36,8 @@ TokenCounter whitespace_token_counter() {
 PromptKind prompt_kind_for(const std::string& dataset) {
   if (dataset == "quality") return PromptKind::kMultipleChoice;
   if (dataset == "qasper" || dataset == "longbench/qasper") return PromptKind::kQasper;
-  if (dataset == "narrativeqa" || dataset == "longbench/narrativeqa") return PromptKind::kNarrativeQA;
+  // LLoCO serves the needle with its NarrativeQA adapter, so it gets that prompt too.
+  if (dataset == "narrativeqa" || dataset == "longbench/narrativeqa" || dataset == "needle") return PromptKind::kNarrativeQA;
   if (dataset == "qmsum" || dataset == "longbench/qmsum") return PromptKind::kQMSum;
   if (dataset == "hotpotqa" || dataset == "longbench/hotpotqa") return PromptKind::kHotpotQA;
   return PromptKind::kGeneric;

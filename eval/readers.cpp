@@ -16,7 +16,8 @@ const std::map<std::string, Format, std::less<>>& format_table() {
   static const std::map<std::string, Format, std::less<>> table = {
       {"auto", Format::kAuto},       {"quality", Format::kQuality},         {"leval", Format::kLEval},
       {"qasper", Format::kQasper},   {"narrativeqa", Format::kNarrativeQA}, {"hotpotqa", Format::kHotpotQA},
-      {"qmsum", Format::kQMSum},     {"scrolls", Format::kScrolls},         {"longbench", Format::kLongBench}};
+      {"qmsum", Format::kQMSum},     {"scrolls", Format::kScrolls},         {"longbench", Format::kLongBench},
+      {"needle", Format::kNeedle}};
   return table;
 }
 
@@ -32,6 +33,8 @@ Format sniff_record(const json& rec) {
   if (has("instructions") && has("outputs")) return Format::kLEval;
   if (has("questions") && has("article")) return Format::kQuality;
   if (has("meeting_transcripts")) return Format::kQMSum;
+  // Needle cases also carry _id/context/answers, so they are told apart before LongBench.
+  if (has("_id") && has("depth_percent") && has("needle") && has("context")) return Format::kNeedle;
   if (has("context") && has("answers") && has("_id")) return Format::kLongBench;
   if (has("input") && has("output") && (has("pid") || has("id"))) return Format::kScrolls;
   if (!rec.empty() && rec.begin()->is_object() && rec.begin()->contains("qas")) return Format::kQasper;
@@ -113,6 +116,7 @@ DatasetFile read_dataset(const std::string& path, Format format, const ReadOptio
     case Format::kQMSum: return read_qmsum(path, opts);
     case Format::kScrolls: return read_scrolls(path, opts);
     case Format::kLongBench: return read_longbench(path, opts);
+    case Format::kNeedle: return read_needle(path, opts);
     case Format::kAuto: break;
   }
   throw EvalError("read_dataset: unresolved format for " + path);

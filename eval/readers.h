@@ -7,6 +7,7 @@
 //   qmsum        QMSum jsonl (one meeting per line; general + specific queries)
 //   scrolls      SCROLLS jsonl (id/pid/input/output; repeated ids are extra references)
 //   longbench    LongBench jsonl (input/context/answers/length/dataset/language/all_classes/_id)
+//   needle       needle-in-a-haystack cases (eval/needle.h write_needle_jsonl; one case per line)
 // JSONL is read line by line and whole-file JSON record by record, so memory holds the examples,
 // not the parse tree.
 #pragma once
@@ -18,7 +19,7 @@
 
 namespace lloco::eval {
 
-enum class Format { kAuto, kQuality, kLEval, kQasper, kNarrativeQA, kHotpotQA, kQMSum, kScrolls, kLongBench };
+enum class Format { kAuto, kQuality, kLEval, kQasper, kNarrativeQA, kHotpotQA, kQMSum, kScrolls, kLongBench, kNeedle };
 
 Format parse_format(std::string_view name);  // throws on unknown names, listing the valid ones
 std::string format_name(Format f);
@@ -49,6 +50,8 @@ DatasetFile read_hotpotqa(const std::string& path, const ReadOptions& opts = {})
 DatasetFile read_qmsum(const std::string& path, const ReadOptions& opts = {});
 DatasetFile read_scrolls(const std::string& path, const ReadOptions& opts = {});
 DatasetFile read_longbench(const std::string& path, const ReadOptions& opts = {});
+// Example meta: length, depth_percent, iteration, context_tokens, needle (decimal strings / text).
+DatasetFile read_needle(const std::string& path, const ReadOptions& opts = {});
 
 // Splits an L-Eval multiple-choice instruction "question\n (A) ...\n (B) ..." into the question
 // and its options; returns false when it has no "(A)".."(D)" options on their own lines.

@@ -1,4 +1,5 @@
-// Readers for NarrativeQA (csv), HotpotQA (json), QMSum, SCROLLS and LongBench (jsonl).
+// Readers for NarrativeQA (csv), HotpotQA (json), QMSum, SCROLLS, LongBench and needle cases (jsonl).
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -238,7 +239,9 @@ DatasetFile read_scrolls(const std::string& path, const ReadOptions& opts) {
   const std::string split = opts.split.empty() ? split_from_filename(path) : opts.split;
   std::map<std::string, size_t> by_id;                            // id -> example index
   std::map<std::string, std::shared_ptr<const std::string>> docs;  // doc id -> text
+  size_t rows = 0;  // records seen (blank lines are not rows)
   for_each_jsonl(path, opts.skip_bad, out, [&](const json& rec, size_t) {
+    const size_t row = rows++;
     const std::string id = get_string(rec, "id");
     const std::string input = get_string(rec, "input");
     const json& output = field(rec, "output");
@@ -260,6 +263,9 @@ DatasetFile read_scrolls(const std::string& path, const ReadOptions& opts) {
     ex.document = text;
     if (output.is_string()) ex.answers.push_back(output.get<std::string>());
     if (rec.contains("pid") && rec["pid"].is_string()) ex.meta["pid"] = rec["pid"].get<std::string>();
+    // The 0-based row of the example's first record, as the HF split indexes it (LLoCO's needle
+    // haystack is NarrativeQA validation row 97).
+    ex.meta["row"] = std::to_string(row);
     ex.dataset = dataset;
     ex.split = split;
     by_id.emplace(id, out.examples.size());
@@ -285,6 +291,46 @@ DatasetFile read_longbench(const std::string& path, const ReadOptions& opts) {
     auto text = std::make_shared<const std::string>(get_string(rec, "context"));
     ex.doc_id = ex.id;
     ex.document = text;
+    out.documents.push_back(Document{ex.id, "", split, text, std::nullopt});
+    out.examples.push_back(std::move(ex));
+  });
+  return out;
+}
+
+namespace {
+
+int64_t get_int(const json& obj, const char* name) {
+  const json& v = field(obj, name);
+  if (!v.is_number_integer()) throw EvalError(std::string("field '") + name + "': expected integer, got " + type_name(v));
+  return v.get<int64_t>();
+}
+
+}  // namespace
+
+DatasetFile read_needle(const std::string& path, const ReadOptions& opts) {
+  DatasetFile out{path, "needle", {}, {}, 0, {}};
+  const std::string split = opts.split.empty() ? split_from_filename(path) : opts.split;
+  std::map<std::string, size_t> first_line;  // id -> line, to report duplicates
+  for_each_jsonl(path, opts.skip_bad, out, [&](const json& rec, size_t line) {
+    Example ex;
+    ex.id = get_string(rec, "_id");
+    ex.question = get_string(rec, "question");
+    ex.answers = get_string_array(rec, "answers");
+    if (ex.answers.empty()) throw EvalError("field 'answers': empty (a needle case needs its answer)");
+    const int64_t depth = get_int(rec, "depth_percent");
+    if (depth < 0 || depth > 100) throw EvalError("field 'depth_percent': expected 0..100, got " + std::to_string(depth));
+    ex.meta["length"] = std::to_string(get_int(rec, "length"));
+    ex.meta["depth_percent"] = std::to_string(depth);
+    ex.meta["iteration"] = std::to_string(get_int(rec, "iteration"));
+    ex.meta["context_tokens"] = std::to_string(get_int(rec, "context_tokens"));
+    ex.meta["needle"] = get_string(rec, "needle");
+    auto text = std::make_shared<const std::string>(get_string(rec, "context"));
+    if (auto [it, fresh] = first_line.emplace(ex.id, line); !fresh)
+      throw EvalError("field '_id': '" + ex.id + "' repeats line " + std::to_string(it->second));
+    ex.doc_id = ex.id;
+    ex.document = text;
+    ex.dataset = "needle";
+    ex.split = split;
     out.documents.push_back(Document{ex.id, "", split, text, std::nullopt});
     out.examples.push_back(std::move(ex));
   });

@@ -55,7 +55,7 @@ std::string md_cell(const std::string& s) {
 std::string display_name(const std::string& dataset) {
   static const std::map<std::string, std::string> names = {
       {"quality", "QuALITY"},      {"qasper", "Qasper"},  {"qmsum", "QMSum"}, {"narrativeqa", "NarrativeQA"},
-      {"hotpotqa", "HotpotQA"}};
+      {"hotpotqa", "HotpotQA"},    {"needle", "Needle"}};
   auto it = names.find(dataset);
   return it == names.end() ? dataset : it->second;
 }

@@ -6,6 +6,7 @@
 
 #include "eval/error.h"
 #include "eval/io.h"
+#include "eval/needle.h"
 
 namespace lloco::eval {
 
@@ -75,6 +76,13 @@ EvalOutcome run_eval(const EvalRequest& req) {
     const std::string per_example = (std::filesystem::path(req.out_dir) / "per_example" / (safe + ".jsonl")).string();
     write_file_atomic(per_example, lines);
     out.written.push_back(per_example);
+    if (scored_name == "needle") {
+      // LLoCO's needle figure: success per context length x depth, beside the one-number score.
+      DatasetFile scored{req.data, file.format, {}, examples, 0, {}};
+      const std::string title = req.system + ": " + std::filesystem::path(req.data).filename().string();
+      for (std::string& f : write_needle_report(req.out_dir, title, needle_grid(scored, out.score)))
+        out.written.push_back(std::move(f));
+    }
   }
   return out;
 }

@@ -35,15 +35,17 @@ std::string metric_name(Metric m) {
     case Metric::kHotpotF1: return "hotpot_f1";
     case Metric::kLongBenchF1: return "qa_f1";
     case Metric::kLongBenchRougeL: return "rouge_l";
+    case Metric::kNeedle: return "needle_acc";
   }
   return "unknown";
 }
 
 Metric parse_metric(const std::string& name) {
   for (Metric m : {Metric::kQualityAccuracy, Metric::kF1, Metric::kExactMatch, Metric::kRouge, Metric::kHotpotF1,
-                   Metric::kLongBenchF1, Metric::kLongBenchRougeL})
+                   Metric::kLongBenchF1, Metric::kLongBenchRougeL, Metric::kNeedle})
     if (metric_name(m) == name) return m;
-  throw EvalError("unknown metric '" + name + "' (valid: em, f1, exact_match, rouge_gm, hotpot_f1, qa_f1, rouge_l)");
+  throw EvalError("unknown metric '" + name +
+                  "' (valid: em, f1, exact_match, rouge_gm, hotpot_f1, qa_f1, rouge_l, needle_acc)");
 }
 
 Metric default_metric(const std::string& dataset) {
@@ -52,6 +54,7 @@ Metric default_metric(const std::string& dataset) {
   if (one_of(dataset, {"qmsum", "gov_report", "summ_screen_fd"})) return Metric::kRouge;
   if (dataset == "contract_nli") return Metric::kExactMatch;
   if (dataset == "hotpotqa") return Metric::kHotpotF1;
+  if (dataset == "needle") return Metric::kNeedle;
   if (dataset.rfind("longbench/", 0) == 0) {
     const std::string sub = dataset.substr(10);
     if (one_of(sub, {"narrativeqa", "qasper", "multifieldqa_en", "hotpotqa", "2wikimqa", "musique", "triviaqa"}))
@@ -59,8 +62,8 @@ Metric default_metric(const std::string& dataset) {
     if (one_of(sub, {"gov_report", "qmsum", "multi_news", "samsum"})) return Metric::kLongBenchRougeL;
   }
   throw EvalError("no metric known for dataset '" + dataset +
-                  "' (supported: quality, qasper, narrativeqa, qmsum, hotpotqa, gov_report, summ_screen_fd, "
-                  "contract_nli, longbench/{narrativeqa, qasper, multifieldqa_en, hotpotqa, 2wikimqa, musique, "
+                  "' (supported: quality, qasper, narrativeqa, qmsum, hotpotqa, needle, gov_report, "
+                  "summ_screen_fd, contract_nli, longbench/{narrativeqa, qasper, multifieldqa_en, hotpotqa, 2wikimqa, musique, "
                   "triviaqa, gov_report, qmsum, multi_news, samsum})");
 }
 
@@ -106,6 +109,7 @@ DatasetScore score_dataset(const std::string& dataset, const std::vector<Example
       }
       case Metric::kF1: s.score = 100.0 * max_token_f1(pred, ex.answers); break;
       case Metric::kExactMatch: s.score = 100.0 * max_exact_match(pred, ex.answers); break;
+      case Metric::kNeedle: s.score = needle_found(pred, ex.answers) ? 100.0 : 0.0; break;
       case Metric::kHotpotF1:
         for (const auto& a : ex.answers) s.score = std::max(s.score, 100.0 * hotpot_f1(pred, a));
         break;

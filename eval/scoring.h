@@ -17,9 +17,10 @@ enum class Metric {
   kHotpotF1,         // LLoCO HotpotQA: prediction up to its first '.', token F1
   kLongBenchF1,      // LongBench qa_f1_score
   kLongBenchRougeL,  // LongBench rouge_score (`rouge` package ROUGE-L F)
+  kNeedle,           // needle in a haystack: 100 when the answer occurs in the prediction (needle_found)
 };
 
-std::string metric_name(Metric m);  // em, f1, exact_match, rouge_gm, f1, f1, rouge_l
+std::string metric_name(Metric m);  // em, f1, exact_match, rouge_gm, hotpot_f1, qa_f1, rouge_l, needle_acc
 Metric parse_metric(const std::string& name);
 Metric default_metric(const std::string& dataset);  // throws for datasets without a known metric
 

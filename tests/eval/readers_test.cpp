@@ -222,6 +222,8 @@ TEST(Synthetic, ScrollsJsonlGroupsRepeatedIds) {
   EXPECT_EQ(f.examples[0].answers, (std::vector<std::string>{"x", "ex"}));
   EXPECT_EQ(f.examples[0].doc_id, "p1");
   EXPECT_TRUE(f.examples[1].answers.empty());
+  EXPECT_EQ(f.examples[0].meta.at("row"), "0");  // the first of its two rows
+  EXPECT_EQ(f.examples[1].meta.at("row"), "2");
   EXPECT_EQ(f.documents.size(), 1u);  // both questions share p1's text
   EXPECT_EQ(f.examples[0].split, "validation");
 }

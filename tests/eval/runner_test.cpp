@@ -8,6 +8,7 @@
 
 #include "eval/readers.h"
 #include "eval/error.h"
+#include "eval/needle.h"
 #include "eval/runner.h"
 #include "fixture.h"
 
@@ -187,6 +188,37 @@ TEST(RunEval, SkippedLinesAreReported) {
   const EvalOutcome out = run_eval(req);
   EXPECT_EQ(out.skipped, 1u);
   EXPECT_EQ(nlohmann::json::parse(slurp(dir.path("out/results.json")))["rows"][0]["skipped"], 1);
+}
+
+TEST(RunEval, NeedleScoresAndWritesTheGrid) {
+  TempDir dir;
+  // Two lengths x two depths, one case each; the predictions find the needle in three of them.
+  std::vector<NeedleCase> cases;
+  for (int64_t length : {100, 200})
+    for (int64_t depth : {0, 100}) {
+      NeedleCase c;
+      c.id = std::to_string(length) + "_" + std::to_string(depth);
+      c.length = length, c.depth_percent = depth, c.context_tokens = length - 10;
+      c.needle = "The magic city is Oslo", c.question = "What is the magic city?", c.answer = "Oslo";
+      c.context = "haystack text";
+      cases.push_back(c);
+    }
+  write_needle_jsonl(dir.path("needle.jsonl"), cases);
+  EvalRequest req;
+  req.dataset = "needle";
+  req.data = dir.path("needle.jsonl");
+  req.predictions = dir.file("preds.json", R"({"100_0": "It is OSLO.", "100_100": "oslo", "200_0": "Paris",
+                                              "200_100": "The magic city is  Oslo"})");
+  req.out_dir = dir.path("out");
+  const EvalOutcome out = run_eval(req);
+  EXPECT_EQ(out.row.metric, "needle_acc");
+  EXPECT_NEAR(out.score.score, 75.0, 1e-9);
+  std::ifstream md(dir.path("out/needle.md"));
+  const std::string table((std::istreambuf_iterator<char>(md)), {});
+  EXPECT_NE(table.find("| 100 | 100.0 | 100.0 |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| 200 | 0.0 | 100.0 |"), std::string::npos) << table;
+  EXPECT_TRUE(std::filesystem::exists(dir.path("out/needle.svg")));
+  EXPECT_TRUE(std::filesystem::exists(dir.path("out/needle.json")));
 }
 
 }  // namespace

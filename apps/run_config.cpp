@@ -1,0 +1,267 @@
+#include "apps/run_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+namespace lloco::apps {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Throws "config: <where> (line N): ..." with the YAML line when the node has one.
+[[noreturn]] void bad(const YAML::Node& n, const std::string& where, const std::string& what) {
+  const std::string line = n.Mark().line >= 0 ? " (line " + std::to_string(n.Mark().line + 1) + ")" : "";
+  throw std::runtime_error("config: " + where + line + ": " + what);
+}
+
+void only_keys(const YAML::Node& n, const std::string& where, const std::set<std::string>& allowed) {
+  if (!n.IsMap()) bad(n, where, "must be a mapping");
+  for (const auto& kv : n) {
+    const std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      bad(kv.first, where + "." + key, "unknown key (allowed: " + list + ")");
+    }
+  }
+}
+
+template <typename T>
+void read(const YAML::Node& parent, const char* key, const std::string& where, T& out) {
+  const YAML::Node n = parent[key];
+  if (!n) return;
+  try {
+    out = n.as<T>();
+  } catch (const YAML::Exception&) {
+    bad(n, where + "." + key, "cannot read '" + YAML::Dump(n) + "' as the expected type");
+  }
+}
+
+void require_positive(const YAML::Node& parent, const std::string& where,
+                      std::initializer_list<std::pair<const char*, int64_t>> values) {
+  for (const auto& [key, value] : values)
+    if (value <= 0) bad(parent[key] ? parent[key] : parent, where + "." + key, "must be positive, got " + std::to_string(value));
+}
+
+std::string resolve(const std::string& path, const fs::path& root) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (root / path).string();
+}
+
+NeedleDataset parse_needle(const YAML::Node& n, const std::string& w, const fs::path& root) {
+  only_keys(n, w, {"haystack", "haystack_format", "haystack_row", "haystack_document", "min_length", "max_length",
+                   "lengths", "depths", "reserve", "needle", "question", "answer", "cities", "iterations", "seed"});
+  NeedleDataset d;
+  read(n, "haystack", w, d.haystack.data);
+  read(n, "haystack_format", w, d.haystack.format);
+  read(n, "haystack_row", w, d.haystack.row);
+  read(n, "haystack_document", w, d.haystack.document);
+  if (d.haystack.data.empty()) bad(n, w + ".haystack", "is required (the dataset file holding the haystack document)");
+  if (d.haystack.row >= 0 && !d.haystack.document.empty())
+    bad(n, w + ".haystack_row", "give haystack_row or haystack_document, not both");
+  d.haystack.data = resolve(d.haystack.data, root);
+  eval::NeedleSpec& s = d.spec;
+  read(n, "min_length", w, s.grid.min_length);
+  read(n, "max_length", w, s.grid.max_length);
+  read(n, "lengths", w, s.grid.lengths);
+  read(n, "depths", w, s.grid.depths);
+  read(n, "reserve", w, s.grid.reserve);
+  read(n, "needle", w, s.needle);
+  read(n, "question", w, s.question);
+  read(n, "answer", w, s.answer);
+  read(n, "iterations", w, s.iterations);
+  read(n, "seed", w, s.seed);
+  require_positive(n, w, {{"min_length", s.grid.min_length}, {"max_length", s.grid.max_length},
+                          {"lengths", s.grid.lengths}, {"depths", s.grid.depths}, {"iterations", s.iterations}});
+  if (s.grid.max_length < s.grid.min_length)
+    bad(n, w + ".max_length", "is " + std::to_string(s.grid.max_length) + ", below min_length " +
+                                  std::to_string(s.grid.min_length));
+  if (s.grid.reserve < 0 || s.grid.reserve >= s.grid.min_length)
+    bad(n, w + ".reserve", "must be in [0, min_length = " + std::to_string(s.grid.min_length) + "), got " +
+                               std::to_string(s.grid.reserve));
+  if (const YAML::Node c = n["cities"]) {
+    // LLoCO's random needle: its city lists by name, or the config's own.
+    if (c.IsScalar() && c.as<std::string>() == "test") {
+      s.cities = eval::needle_test_cities();
+    } else if (c.IsScalar() && c.as<std::string>() == "train") {
+      s.cities = eval::needle_train_cities();
+    } else if (c.IsSequence() && c.size() > 0) {
+      read(n, "cities", w, s.cities);
+    } else {
+      bad(c, w + ".cities", "must be 'test', 'train' (LLoCO's lists) or a non-empty list of cities");
+    }
+  } else if (s.iterations != 1) {
+    bad(n["iterations"], w + ".iterations", "draws random cities: it needs `cities` (a fixed needle is the same every time)");
+  }
+  return d;
+}
+
+DatasetEntry parse_dataset(const YAML::Node& n, const std::string& w, const fs::path& root) {
+  only_keys(n, w, {"name", "format", "train", "eval", "needle", "needle_train", "adapter", "train_examples", "max_new_tokens"});
+  DatasetEntry d;
+  read(n, "name", w, d.name);
+  read(n, "format", w, d.format);
+  read(n, "train", w, d.train);
+  read(n, "eval", w, d.eval);
+  read(n, "adapter", w, d.adapter);
+  read(n, "train_examples", w, d.train_examples);
+  read(n, "max_new_tokens", w, d.max_new_tokens);
+  if (d.max_new_tokens < 0) bad(n["max_new_tokens"], w + ".max_new_tokens", "must be positive, got " + std::to_string(d.max_new_tokens));
+  if (d.train_examples < 0) bad(n["train_examples"], w + ".train_examples", "must be >= 0, got " + std::to_string(d.train_examples));
+  if (d.name.empty()) bad(n, w + ".name", "is required (the dataset, as `lloco eval --dataset` names it)");
+  if (const YAML::Node t = n["needle"]) d.needle_eval = parse_needle(t, w + ".needle", root);
+  if (const YAML::Node t = n["needle_train"]) d.needle_train = parse_needle(t, w + ".needle_train", root);
+  if (d.needle_eval && !d.eval.empty()) bad(n["eval"], w + ".eval", "give `eval` or `needle`, not both");
+  if (d.needle_train && !d.train.empty()) bad(n["train"], w + ".train", "give `train` or `needle_train`, not both");
+  if (!d.needle_eval && d.eval.empty()) bad(n, w + ".eval", "is required (the file to answer and score, or `needle`)");
+  if ((d.needle_eval || d.needle_train) && d.format != "auto" && d.format != "needle")
+    bad(n["format"], w + ".format", "is '" + d.format + "', but a generated needle set has format needle");
+  if (d.needle_eval || d.needle_train) d.format = "needle";
+  // eval scores a set by its dataset name, and every generated case belongs to dataset `needle`.
+  if (d.needle_eval && d.name != "needle")
+    bad(n["name"], w + ".name", "is '" + d.name + "'; a generated needle set is scored as dataset 'needle': name it so");
+  d.train = resolve(d.train, root);
+  d.eval = resolve(d.eval, root);
+  return d;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& path, const std::string& root_dir) {
+  const fs::path root(root_dir);
+  YAML::Node y;
+  try {
+    y = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("config: " + path + ": " + e.what());
+  }
+  only_keys(y, "config", {"name", "encoder", "decoder", "tokenizer", "device", "dtype", "compress", "finetune", "predict",
+                          "systems", "datasets"});
+  RunConfig c;
+  read(y, "name", "config", c.name);
+  read(y, "encoder", "config", c.encoder);
+  read(y, "decoder", "config", c.decoder);
+  read(y, "tokenizer", "config", c.tokenizer);
+  read(y, "device", "config", c.device);
+  read(y, "dtype", "config", c.dtype);
+  if (c.name.empty()) bad(y, "config.name", "is required");
+  if (c.encoder.empty()) bad(y, "config.encoder", "is required (an AutoCompressor directory)");
+  c.encoder = resolve(c.encoder, root);
+  c.decoder = c.decoder.empty() ? c.encoder : resolve(c.decoder, root);
+  c.tokenizer = c.tokenizer.empty() ? (fs::path(c.decoder) / "tokenizer.model").string() : resolve(c.tokenizer, root);
+  if (const YAML::Node n = y["compress"]) {
+    only_keys(n, "config.compress", {"segment_length", "docs_per_shard"});
+    read(n, "segment_length", "config.compress", c.compress.segment_length);
+    read(n, "docs_per_shard", "config.compress", c.docs_per_shard);
+  }
+  if (const YAML::Node n = y["finetune"]) {
+    const std::string w = "config.finetune";
+    only_keys(n, w, {"epochs", "steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_ratio", "weight_decay",
+                     "max_grad_norm", "rank", "alpha", "dropout", "seed", "checkpoint_every"});
+    read(n, "epochs", w, c.epochs);
+    read(n, "steps", w, c.steps);
+    read(n, "batch_size", w, c.finetune.batch_size);
+    read(n, "grad_accum", w, c.finetune.loop.grad_accumulation);
+    read(n, "lr", w, c.finetune.lr);
+    read(n, "schedule", w, c.finetune.schedule);
+    read(n, "warmup_ratio", w, c.finetune.warmup_ratio);
+    read(n, "weight_decay", w, c.finetune.weight_decay);
+    read(n, "max_grad_norm", w, c.finetune.loop.max_grad_norm);
+    read(n, "rank", w, c.lora.rank);
+    read(n, "alpha", w, c.lora.alpha);
+    read(n, "dropout", w, c.lora.dropout);
+    read(n, "seed", w, c.finetune.seed);
+    read(n, "checkpoint_every", w, c.finetune.loop.checkpoint_every);
+  } else {
+    c.finetune.loop.grad_accumulation = 8;  // LLoCO: 4 GPUs x 1 x 2
+  }
+  if (const YAML::Node n = y["predict"]) {
+    const std::string w = "config.predict";
+    only_keys(n, w, {"max_new_tokens", "text_budget", "retrieval_chunk_tokens", "retrieval_top_k"});
+    read(n, "max_new_tokens", w, c.max_new_tokens);
+    read(n, "text_budget", w, c.text_budget);
+    read(n, "retrieval_chunk_tokens", w, c.retrieval_chunk_tokens);
+    read(n, "retrieval_top_k", w, c.retrieval_top_k);
+    require_positive(n, w, {{"max_new_tokens", c.max_new_tokens},
+                            {"text_budget", c.text_budget},
+                            {"retrieval_chunk_tokens", c.retrieval_chunk_tokens},
+                            {"retrieval_top_k", c.retrieval_top_k}});
+  }
+  if (const YAML::Node n = y["systems"]) {
+    read(y, "systems", "config", c.systems);
+    for (const std::string& s : c.systems)
+      if (std::find(run_systems().begin(), run_systems().end(), s) == run_systems().end())
+        bad(n, "config.systems",
+            "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text, retrieved_text)");
+  }
+  const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
+  const YAML::Node ds = y["datasets"];
+  if (!ds || !ds.IsSequence() || ds.size() == 0) bad(y, "config.datasets", "must be a non-empty list");
+  for (size_t i = 0; i < ds.size(); ++i) {
+    const std::string w = "config.datasets[" + std::to_string(i) + "]";
+    DatasetEntry d = parse_dataset(ds[i], w, root);
+    for (const DatasetEntry& earlier : c.datasets)
+      if (earlier.name == d.name) bad(ds[i]["name"], w + ".name", "'" + d.name + "' is already a dataset of this run");
+    const bool trains = !d.train.empty() || d.needle_train.has_value();
+    if (!d.adapter.empty()) {
+      // An earlier dataset's adapter by name, else a PEFT directory.
+      const bool earlier = std::any_of(c.datasets.begin(), c.datasets.end(),
+                                       [&](const DatasetEntry& e) { return e.name == d.adapter; });
+      if (!earlier) {
+        bool later = false;
+        for (size_t j = i + 1; j < ds.size(); ++j) later = later || (ds[j]["name"] && ds[j]["name"].as<std::string>() == d.adapter);
+        if (later) bad(ds[i]["adapter"], w + ".adapter", "dataset '" + d.adapter + "' comes later in the list; put it first");
+        d.adapter = resolve(d.adapter, root);
+        d.adapter_is_path = true;
+      }
+    }
+    if (want_lloco && !trains && d.adapter.empty())
+      bad(ds[i], w, "system lloco needs an adapter: give `train` (or `needle_train`) or `adapter`");
+    c.datasets.push_back(std::move(d));
+  }
+  return c;
+}
+
+std::vector<std::string> missing_inputs(const RunConfig& c) {
+  std::vector<std::string> missing;
+  const auto need = [&](const std::string& path, const std::string& what) {
+    if (!path.empty() && !fs::exists(path)) missing.push_back(what + ": " + path);
+  };
+  need(c.encoder, "encoder");
+  need(c.decoder, "decoder");
+  need(c.tokenizer, "tokenizer");
+  for (const DatasetEntry& d : c.datasets) {
+    need(d.train, d.name + " train");
+    need(d.eval, d.name + " eval");
+    if (d.needle_eval) need(d.needle_eval->haystack.data, d.name + " needle haystack");
+    if (d.needle_train) need(d.needle_train->haystack.data, d.name + " needle_train haystack");
+    if (d.adapter_is_path) need((fs::path(d.adapter) / "adapter_config.json").string(), d.name + " adapter (PEFT)");
+  }
+  return missing;
+}
+
+std::string describe_plan(const RunConfig& c) {
+  std::string out = "run " + c.name + " on " + c.device + (c.dtype.empty() ? "" : " (" + c.dtype + ")") +
+                    "\n  encoder " + c.encoder + "\n  decoder " + c.decoder + "\n  systems";
+  for (const std::string& s : c.systems) out += " " + s;
+  out += "\n";
+  for (const DatasetEntry& d : c.datasets) {
+    out += "  dataset " + d.name + " (" + d.format + ")\n";
+    out += "    eval:    " + (d.needle_eval ? "needle cases from " + d.needle_eval->haystack.data : d.eval) + "\n";
+    const std::string train = d.needle_train ? "needle cases from " + d.needle_train->haystack.data : d.train;
+    std::string adapter = d.adapter.empty() ? "new, trained on " + train
+                          : train.empty()   ? "reused: " + d.adapter
+                                            : "continued from " + d.adapter + ", trained on " + train;
+    if (!train.empty() && d.train_examples > 0) adapter += " (" + std::to_string(d.train_examples) + " questions)";
+    out += "    adapter: " + adapter + "\n";
+    out += "    max_new_tokens " + std::to_string(d.max_new_tokens > 0 ? d.max_new_tokens : c.max_new_tokens) + "\n";
+  }
+  return out;
+}
+
+}  // namespace lloco::apps

@@ -1,0 +1,71 @@
+// `lloco run`'s experiment config: the YAML is read and validated here (apps/ is the only layer that
+// reads configs) into RunConfig with LLoCO's defaults. Errors name the key path and its YAML line.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compress/autocompressor.h"
+#include "eval/needle.h"
+#include "lora/adapter_training.h"
+#include "lora/adapters.h"
+
+namespace lloco::apps {
+
+// Where a needle test's haystack comes from: one document of a dataset file. `row` (a SCROLLS file's
+// 0-based line, LLoCO's "validation row 97") or `document` (an id) picks it; neither: the longest.
+struct HaystackSource {
+  std::string data, format = "auto";
+  int64_t row = -1;
+  std::string document;
+};
+
+// A generated needle-in-a-haystack dataset (eval/needle.h) in place of a dataset file.
+struct NeedleDataset {
+  HaystackSource haystack;
+  eval::NeedleSpec spec;
+};
+
+struct DatasetEntry {
+  std::string name, format = "auto", train, eval;
+  std::optional<NeedleDataset> needle_eval, needle_train;  // `needle`, `needle_train` keys
+  // The lloco system's adapter: "" trains a fresh one on `train`; the name of an earlier dataset of
+  // the run (its adapter) or a PEFT directory reuses it as is, or, with `train`, fine-tunes it further
+  // (LLoCO's needle runs: the NarrativeQA adapter, further trained on synthetic needles).
+  std::string adapter;
+  bool adapter_is_path = false;  // `adapter` names a PEFT directory, not an earlier dataset
+  int64_t train_examples = 0;    // > 0: a random subset of the training questions (seeded by finetune.seed)
+  int64_t max_new_tokens = 0;    // > 0: overrides predict.max_new_tokens (LongBench's per-set lengths)
+};
+
+struct RunConfig {
+  std::string name, encoder, decoder, tokenizer, device = "cpu", dtype;
+  compress::CompressOptions compress;
+  int64_t docs_per_shard = 64;
+  lora::AdapterTrainOptions finetune;
+  double epochs = 3.0;
+  int64_t steps = 0;  // 0: from epochs
+  lora::LoraConfig lora;
+  int64_t max_new_tokens = 50, text_budget = 4000;
+  int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // retrieved_text
+  std::vector<std::string> systems{"lloco"};
+  std::vector<DatasetEntry> datasets;
+};
+
+inline const std::vector<std::string>& run_systems() {
+  static const std::vector<std::string> systems{"lloco", "compressed", "no_context", "truncated_text", "retrieved_text"};
+  return systems;
+}
+
+// Reads and validates CONFIG.yaml; relative paths resolve against `root`.
+RunConfig parse_run_config(const std::string& path, const std::string& root);
+
+// Input files and directories the config names that are not there ("<what>: <path>"), so a run can
+// refuse to start before loading any weights.
+std::vector<std::string> missing_inputs(const RunConfig& c);
+
+// What the run will do, one dataset a paragraph (`lloco run --dry-run`).
+std::string describe_plan(const RunConfig& c);
+
+}  // namespace lloco::apps
