@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <iterator>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -118,48 +119,86 @@ void write_results(const fs::path& run_dir, const apps::RunConfig& c, const std:
   write_file_atomic((run_dir / "results.md").string(), md);
 }
 
-// The adapter the lloco system uses for `d`, trained here when the entry has training data: fresh,
-// or continued from the entry's `adapter` (an earlier dataset's, or a PEFT directory).
-fs::path prepare_adapter(const apps::RunConfig& c, const apps::DatasetEntry& d, const std::string& train_file,
-                         const fs::path& run_dir, const compress::AutoCompressor& encoder,
-                         const models::LlamaModel& base, const models::Tokenizer& tok,
-                         const compress::CorpusOptions& co, Device device, bool quiet,
-                         const std::function<void(const std::string&)>& stage) {
-  const auto is_dataset = [&](const std::string& name) {
-    return std::any_of(c.datasets.begin(), c.datasets.end(), [&](const apps::DatasetEntry& e) { return e.name == name; });
-  };
-  const fs::path start = d.adapter.empty() ? fs::path() : is_dataset(d.adapter) ? run_dir / d.adapter / "adapter"
-                                                                                 : fs::path(d.adapter);
-  if (train_file.empty()) return start;  // reused as is
-  const fs::path dd = run_dir / d.name, store = dd / "store", adapter = dd / "adapter";
-  const eval::ReadOptions ro;
-  const eval::DatasetFile train_data =
-      apps::sample_examples(eval::read_dataset(train_file, eval::parse_format(d.format), ro), d.train_examples, c.finetune.seed);
-  stage(d.name + ": compress " + std::to_string(train_data.documents.size()) + " training documents");
-  apps::compress_dataset(encoder, train_data, tok, store.string(), co, d.name);
-  const std::vector<lora::QaExample> examples = apps::qa_examples(train_data, tok, store.string(), device);
+// What every stage of a run shares.
+struct RunContext {
+  const apps::RunConfig& config;
+  fs::path run_dir;
+  const compress::AutoCompressor& encoder;
+  const models::LlamaModel& base;
+  const models::Tokenizer& tok;
+  compress::CorpusOptions corpus;  // group_dataset is set per store
+  Device device;
+  bool quiet = false;
+  std::function<void(const std::string&)> stage;
+};
+
+// Compresses the training sets' documents into `store` (document group `group`), then trains a LoRA on
+// all their QA pairs (each with its dataset's prompt), fresh or continued from the PEFT directory
+// `start`, and writes it as PEFT into `out`. The training loop resumes from out/run.
+void train_lora(const RunContext& r, const std::string& who, const std::vector<eval::DatasetFile>& sets,
+                const fs::path& store, const std::string& group, const fs::path& out, const fs::path& start) {
+  const apps::RunConfig& c = r.config;
+  std::vector<lora::QaExample> examples;
+  for (const eval::DatasetFile& set : sets) {
+    r.stage(who + ": compress " + std::to_string(set.documents.size()) + " training documents of " + set.path);
+    apps::compress_dataset(r.encoder, set, r.tok, store.string(), r.corpus, group);
+    std::vector<lora::QaExample> part = apps::qa_examples(set, r.tok, store.string(), r.device);
+    examples.insert(examples.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
   lora::AdapterTrainOptions o = c.finetune;
   o.loop.steps = c.steps > 0 ? c.steps
                              : lora::steps_for_epochs(static_cast<int64_t>(examples.size()), c.epochs, o.batch_size,
                                                       o.loop.grad_accumulation);
-  o.loop.run_dir = (adapter / "run").string();
+  o.loop.run_dir = (out / "run").string();
   o.loop.log_every = std::max<int64_t>(1, o.loop.steps / 20);
-  o.loop.quiet = quiet;
-  stage(d.name + ": fine-tune " + (start.empty() ? std::string("a new adapter") : "the adapter of " + d.adapter) +
-        " on " + std::to_string(examples.size()) + " QA pairs, " + std::to_string(o.loop.steps) + " steps");
-  models::LlamaModel model = base;
+  o.loop.quiet = r.quiet;
+  r.stage(who + ": fine-tune " + (start.empty() ? std::string("a new adapter") : "the adapter " + start.string()) +
+          " on " + std::to_string(examples.size()) + " QA pairs, " + std::to_string(o.loop.steps) + " steps");
+  models::LlamaModel model = r.base;
   std::shared_ptr<lora::LoraAdapters> adapters;
   if (start.empty()) {
     adapters = std::make_shared<lora::LoraAdapters>(
-        lora::LoraAdapters::zeros(model.config, c.lora, 1, model.embed_tokens.dtype(), device));
+        lora::LoraAdapters::zeros(model.config, c.lora, 1, model.embed_tokens.dtype(), r.device));
     adapters->init_peft(0, o.seed);
   } else {
     adapters = std::make_shared<lora::LoraAdapters>(
-        lora::load_peft_adapters(model.config, {start.string()}, model.embed_tokens.dtype(), device));
+        lora::load_peft_adapters(model.config, {start.string()}, model.embed_tokens.dtype(), r.device));
   }
   lora::train_adapter(model, adapters, examples, o);
-  lora::save_peft_adapter(*adapters, 0, adapter.string(), c.decoder);
-  return adapter;
+  lora::save_peft_adapter(*adapters, 0, out.string(), c.decoder);
+}
+
+fs::path named_adapter_dir(const RunContext& r, const std::string& name) { return r.run_dir / "adapters" / name / "adapter"; }
+
+// The adapter the lloco system uses for `d`: trained here when the entry has training data (fresh, or
+// continued from the entry's `adapter`), else the one `adapter` names.
+fs::path prepare_adapter(const RunContext& r, const apps::DatasetEntry& d, const std::string& train_file) {
+  using Source = apps::DatasetEntry::AdapterSource;
+  const fs::path start = d.adapter_source == Source::kNamed     ? named_adapter_dir(r, d.adapter)
+                         : d.adapter_source == Source::kDataset ? r.run_dir / d.adapter / "adapter"
+                                                                : fs::path(d.adapter);
+  if (train_file.empty()) return start;  // reused as is
+  eval::ReadOptions ro;
+  if (d.format == "scrolls") ro.dataset = d.name;  // a SCROLLS file holds the entry's dataset
+  std::vector<eval::DatasetFile> sets;
+  sets.push_back(apps::sample_examples(eval::read_dataset(train_file, eval::parse_format(d.format), ro), d.train_examples,
+                                       r.config.finetune.seed));
+  const fs::path dd = r.run_dir / d.name;
+  train_lora(r, d.name, sets, dd / "store", d.name, dd / "adapter", start);
+  return dd / "adapter";
+}
+
+// The run's named adapters (`adapters:`), each trained on all its training sets, in its own store.
+void train_named_adapters(RunContext r) {
+  for (const apps::NamedAdapter& a : r.config.adapters) {
+    std::vector<eval::DatasetFile> sets;
+    for (const apps::TrainSource& t : a.train)
+      sets.push_back(apps::sample_examples(eval::read_dataset(t.file, eval::parse_format(t.format)), t.examples,
+                                           r.config.finetune.seed));
+    r.corpus.group_dataset.clear();  // a mixed group: each example keeps its own prompt
+    const fs::path dir = r.run_dir / "adapters" / a.name;
+    train_lora(r, "adapter " + a.name, sets, dir / "store", a.name, named_adapter_dir(r, a.name), {});
+  }
 }
 
 int run_experiment(const std::vector<std::string>& argv) {
@@ -200,6 +239,13 @@ int run_experiment(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "[%7.1f s] %s\n", secs, what.c_str());
   };
   const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
+  compress::CorpusOptions corpus;
+  corpus.compress = c.compress;
+  corpus.encoder_name = fs::weakly_canonical(c.encoder).string();
+  corpus.docs_per_shard = c.docs_per_shard;
+  corpus.quiet = quiet;
+  RunContext run{c, run_dir, encoder, base, tok, corpus, device, quiet, stage};
+  if (want_lloco) train_named_adapters(run);
   std::map<std::string, Row> table;
   for (const apps::DatasetEntry& d : c.datasets) {
     const fs::path dd = run_dir / d.name;
@@ -216,21 +262,17 @@ int run_experiment(const std::vector<std::string>& argv) {
       stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_train, tok, train_file)) +
             " needle training cases -> " + train_file);
     }
-    const eval::ReadOptions ro;
+    eval::ReadOptions ro;
+    if (d.format == "scrolls") ro.dataset = d.name;  // a SCROLLS file holds the entry's dataset
     const eval::DatasetFile eval_data = eval::read_dataset(eval_file, eval::parse_format(d.format), ro);
-    compress::CorpusOptions co;
-    co.compress = c.compress;
-    co.encoder_name = fs::weakly_canonical(c.encoder).string();
-    co.docs_per_shard = c.docs_per_shard;
-    co.quiet = quiet;
     // The dataset is the document group: `lloco serve --store` on this store applies its adapter.
-    co.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
+    run.corpus.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
     stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");
-    apps::compress_dataset(encoder, eval_data, tok, store.string(), co, d.name);
+    apps::compress_dataset(encoder, eval_data, tok, store.string(), run.corpus, d.name);
 
     fs::path adapter;
     if (want_lloco) {
-      adapter = prepare_adapter(c, d, train_file, run_dir, encoder, base, tok, co, device, quiet, stage);
+      adapter = prepare_adapter(run, d, train_file);
       compress::register_adapter(store.string(), d.name, adapter.string());
     }
     for (const std::string& system : c.systems) {

@@ -141,7 +141,7 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
     throw std::runtime_error("config: " + path + ": " + e.what());
   }
   only_keys(y, "config", {"name", "encoder", "decoder", "tokenizer", "device", "dtype", "compress", "finetune", "predict",
-                          "systems", "datasets"});
+                          "systems", "adapters", "datasets"});
   RunConfig c;
   read(y, "name", "config", c.name);
   read(y, "encoder", "config", c.encoder);
@@ -200,6 +200,33 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
             "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text, retrieved_text)");
   }
   const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
+  if (const YAML::Node as = y["adapters"]) {
+    if (!as.IsSequence()) bad(as, "config.adapters", "must be a list of {name, train}");
+    for (size_t i = 0; i < as.size(); ++i) {
+      const std::string w = "config.adapters[" + std::to_string(i) + "]";
+      only_keys(as[i], w, {"name", "train"});
+      NamedAdapter a;
+      read(as[i], "name", w, a.name);
+      if (a.name.empty()) bad(as[i], w + ".name", "is required");
+      for (const NamedAdapter& other : c.adapters)
+        if (other.name == a.name) bad(as[i]["name"], w + ".name", "'" + a.name + "' is already an adapter of this run");
+      const YAML::Node tr = as[i]["train"];
+      if (!tr || !tr.IsSequence() || tr.size() == 0) bad(tr ? tr : as[i], w + ".train", "must be a non-empty list of {file, format, examples}");
+      for (size_t k = 0; k < tr.size(); ++k) {
+        const std::string wk = w + ".train[" + std::to_string(k) + "]";
+        only_keys(tr[k], wk, {"file", "format", "examples"});
+        TrainSource t;
+        read(tr[k], "file", wk, t.file);
+        read(tr[k], "format", wk, t.format);
+        read(tr[k], "examples", wk, t.examples);
+        if (t.file.empty()) bad(tr[k], wk + ".file", "is required");
+        if (t.examples < 0) bad(tr[k]["examples"], wk + ".examples", "must be >= 0, got " + std::to_string(t.examples));
+        t.file = resolve(t.file, root);
+        a.train.push_back(std::move(t));
+      }
+      c.adapters.push_back(std::move(a));
+    }
+  }
   const YAML::Node ds = y["datasets"];
   if (!ds || !ds.IsSequence() || ds.size() == 0) bad(y, "config.datasets", "must be a non-empty list");
   for (size_t i = 0; i < ds.size(); ++i) {
@@ -207,17 +234,22 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
     DatasetEntry d = parse_dataset(ds[i], w, root);
     for (const DatasetEntry& earlier : c.datasets)
       if (earlier.name == d.name) bad(ds[i]["name"], w + ".name", "'" + d.name + "' is already a dataset of this run");
+    for (const NamedAdapter& a : c.adapters)
+      if (a.name == d.name) bad(ds[i]["name"], w + ".name", "'" + d.name + "' is also the name of an adapter");
     const bool trains = !d.train.empty() || d.needle_train.has_value();
     if (!d.adapter.empty()) {
-      // An earlier dataset's adapter by name, else a PEFT directory.
+      // A named adapter, an earlier dataset's adapter, else a PEFT directory.
+      using Source = DatasetEntry::AdapterSource;
+      const bool named = std::any_of(c.adapters.begin(), c.adapters.end(),
+                                     [&](const NamedAdapter& a) { return a.name == d.adapter; });
       const bool earlier = std::any_of(c.datasets.begin(), c.datasets.end(),
                                        [&](const DatasetEntry& e) { return e.name == d.adapter; });
-      if (!earlier) {
+      d.adapter_source = named ? Source::kNamed : earlier ? Source::kDataset : Source::kPath;
+      if (d.adapter_source == Source::kPath) {
         bool later = false;
         for (size_t j = i + 1; j < ds.size(); ++j) later = later || (ds[j]["name"] && ds[j]["name"].as<std::string>() == d.adapter);
         if (later) bad(ds[i]["adapter"], w + ".adapter", "dataset '" + d.adapter + "' comes later in the list; put it first");
         d.adapter = resolve(d.adapter, root);
-        d.adapter_is_path = true;
       }
     }
     if (want_lloco && !trains && d.adapter.empty())
@@ -235,12 +267,15 @@ std::vector<std::string> missing_inputs(const RunConfig& c) {
   need(c.encoder, "encoder");
   need(c.decoder, "decoder");
   need(c.tokenizer, "tokenizer");
+  for (const NamedAdapter& a : c.adapters)
+    for (const TrainSource& t : a.train) need(t.file, "adapter " + a.name + ", train");
   for (const DatasetEntry& d : c.datasets) {
-    need(d.train, d.name + " train");
-    need(d.eval, d.name + " eval");
-    if (d.needle_eval) need(d.needle_eval->haystack.data, d.name + " needle haystack");
-    if (d.needle_train) need(d.needle_train->haystack.data, d.name + " needle_train haystack");
-    if (d.adapter_is_path) need((fs::path(d.adapter) / "adapter_config.json").string(), d.name + " adapter (PEFT)");
+    need(d.train, "dataset " + d.name + ", train");
+    need(d.eval, "dataset " + d.name + ", eval");
+    if (d.needle_eval) need(d.needle_eval->haystack.data, "dataset " + d.name + ", needle haystack");
+    if (d.needle_train) need(d.needle_train->haystack.data, "dataset " + d.name + ", needle_train haystack");
+    if (d.adapter_source == DatasetEntry::AdapterSource::kPath)
+      need((fs::path(d.adapter) / "adapter_config.json").string(), "dataset " + d.name + ", adapter (PEFT)");
   }
   return missing;
 }
@@ -250,12 +285,18 @@ std::string describe_plan(const RunConfig& c) {
                     "\n  encoder " + c.encoder + "\n  decoder " + c.decoder + "\n  systems";
   for (const std::string& s : c.systems) out += " " + s;
   out += "\n";
+  for (const NamedAdapter& a : c.adapters) {
+    out += "  adapter " + a.name + ", trained on\n";
+    for (const TrainSource& t : a.train)
+      out += "    " + t.file + " (" + t.format + (t.examples > 0 ? ", " + std::to_string(t.examples) + " questions" : "") + ")\n";
+  }
   for (const DatasetEntry& d : c.datasets) {
     out += "  dataset " + d.name + " (" + d.format + ")\n";
     out += "    eval:    " + (d.needle_eval ? "needle cases from " + d.needle_eval->haystack.data : d.eval) + "\n";
     const std::string train = d.needle_train ? "needle cases from " + d.needle_train->haystack.data : d.train;
+    const std::string named = d.adapter_source == DatasetEntry::AdapterSource::kNamed ? "the run's adapter " : "";
     std::string adapter = d.adapter.empty() ? "new, trained on " + train
-                          : train.empty()   ? "reused: " + d.adapter
+                          : train.empty()   ? "reused: " + named + d.adapter
                                             : "continued from " + d.adapter + ", trained on " + train;
     if (!train.empty() && d.train_examples > 0) adapter += " (" + std::to_string(d.train_examples) + " questions)";
     out += "    adapter: " + adapter + "\n";

@@ -30,13 +30,26 @@ struct NeedleDataset {
 struct DatasetEntry {
   std::string name, format = "auto", train, eval;
   std::optional<NeedleDataset> needle_eval, needle_train;  // `needle`, `needle_train` keys
-  // The lloco system's adapter: "" trains a fresh one on `train`; the name of an earlier dataset of
-  // the run (its adapter) or a PEFT directory reuses it as is, or, with `train`, fine-tunes it further
-  // (LLoCO's needle runs: the NarrativeQA adapter, further trained on synthetic needles).
+  // The lloco system's adapter: "" trains a fresh one on `train`; one of `adapters:`, an earlier
+  // dataset of the run (its adapter) or a PEFT directory is reused as is, or, with `train`, fine-tuned
+  // further (LLoCO's needle runs: the NarrativeQA adapter, further trained on synthetic needles).
   std::string adapter;
-  bool adapter_is_path = false;  // `adapter` names a PEFT directory, not an earlier dataset
+  enum class AdapterSource { kNone, kNamed, kDataset, kPath } adapter_source = AdapterSource::kNone;
   int64_t train_examples = 0;    // > 0: a random subset of the training questions (seeded by finetune.seed)
   int64_t max_new_tokens = 0;    // > 0: overrides predict.max_new_tokens (LongBench's per-set lengths)
+};
+
+// One training file of a named adapter.
+struct TrainSource {
+  std::string file, format = "auto";
+  int64_t examples = 0;  // > 0: a random subset of its questions (seeded by finetune.seed)
+};
+
+// An adapter trained on several datasets at once (`adapters:`; LLoCO's combined fine-tune: every
+// dataset, 10,000 questions each of NarrativeQA and HotpotQA), used by datasets that name it.
+struct NamedAdapter {
+  std::string name;
+  std::vector<TrainSource> train;
 };
 
 struct RunConfig {
@@ -50,6 +63,7 @@ struct RunConfig {
   int64_t max_new_tokens = 50, text_budget = 4000;
   int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // retrieved_text
   std::vector<std::string> systems{"lloco"};
+  std::vector<NamedAdapter> adapters;
   std::vector<DatasetEntry> datasets;
 };
 

@@ -229,11 +229,15 @@ DatasetFile read_scrolls(const std::string& path, const ReadOptions& opts) {
   DatasetFile out{path, "scrolls", {}, {}, 0, {}};
   std::string dataset = opts.dataset;
   if (dataset.empty()) {
-    const std::string stem = file_stem(path);
-    for (const char* d : {"qmsum", "qasper", "narrative_qa", "narrativeqa", "quality", "gov_report", "summ_screen_fd", "contract_nli"})
-      if (stem.find(d) != std::string::npos) dataset = d;
+    // The file name ("qasper_validation.jsonl"), else its folder (HF exports: "scrolls/qasper/train.jsonl").
+    const std::filesystem::path p(path);
+    for (const std::string name : {file_stem(path), p.parent_path().filename().string()}) {
+      for (const char* d : {"qmsum", "qasper", "narrative_qa", "narrativeqa", "quality", "gov_report", "summ_screen_fd", "contract_nli"})
+        if (name.find(d) != std::string::npos) dataset = d;
+      if (!dataset.empty()) break;
+    }
     if (dataset.empty())
-      fail_at(path, 0, "SCROLLS: cannot tell the dataset from the file name; pass it (--dataset)");
+      fail_at(path, 0, "SCROLLS: cannot tell the dataset from the file or folder name; pass it (--dataset)");
   }
   dataset = canonical_dataset(dataset);
   const std::string split = opts.split.empty() ? split_from_filename(path) : opts.split;

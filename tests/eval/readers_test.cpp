@@ -228,6 +228,26 @@ TEST(Synthetic, ScrollsJsonlGroupsRepeatedIds) {
   EXPECT_EQ(f.examples[0].split, "validation");
 }
 
+// HF exports keep SCROLLS as <dataset>/<split>.jsonl: the folder names the dataset; blank lines are
+// not rows.
+TEST(Synthetic, ScrollsDatasetFromFolderAndRowsSkipBlankLines) {
+  TempDir dir;
+  const std::string path = dir.file("narrative_qa/validation.jsonl",
+                                    R"({"id":"a","pid":"a_0","input":"Who?\nStory","output":"x"})" "\n\n"
+                                    R"({"id":"b","pid":"b_0","input":"Why?\nStory","output":"y"})" "\n");
+  const DatasetFile f = read_dataset(path, Format::kScrolls);
+  ASSERT_EQ(f.examples.size(), 2u);
+  EXPECT_EQ(f.examples[0].dataset, "narrativeqa");
+  EXPECT_EQ(f.examples[1].meta.at("row"), "1");
+  const std::string unnamed = dir.file("other/validation.jsonl", R"({"id":"a","input":"Q\nD","output":"x"})" "\n");
+  try {
+    read_dataset(unnamed, Format::kScrolls);
+    ADD_FAILURE() << "a SCROLLS file whose name and folder name no dataset was read";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot tell the dataset from the file or folder name"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Synthetic, LongBenchJsonl) {
   TempDir dir;
   const std::string path = dir.file(
