@@ -3,7 +3,6 @@
 // needle`, which adds the length x depth grid). `lloco run` builds the same set from a config's
 // `needle:` key. Only argv is handled here; the work is in apps/needle_data and eval/needle.
 #include <cstdio>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,17 +32,9 @@ NarrativeQA validation row 97 (--haystack-format scrolls --haystack-row 97).
   --needle TEXT --question TEXT --answer TEXT
                             a fixed needle (default LLoCO's: Coco Chanel)
   --cities test|train|A,B,C random needle "The magic city is <city>" (LLoCO's city lists by name)
-  --iterations N --seed S   random-needle draws per grid cell (LLoCO: 10) and their seed
+  --iterations N --seed S   cases per grid cell (LLoCO's random needle: 10 draws) and the draws' seed
   --out FILE                the dataset file (written atomically)
 )";
-
-std::vector<std::string> split_commas(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 int run_needle(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
@@ -73,16 +64,7 @@ int run_needle(const std::vector<std::string>& argv) {
   s.answer = args.str("answer", s.answer);
   s.iterations = args.integer("iterations", s.iterations);
   s.seed = static_cast<uint64_t>(args.integer("seed", 0));
-  if (args.has("cities")) {
-    const std::string cities = args.str("cities", "");
-    s.cities = cities == "test" ? eval::needle_test_cities()
-               : cities == "train" ? eval::needle_train_cities()
-                                   : split_commas(cities);
-    if (s.cities.empty()) throw std::runtime_error("needle: --cities '" + cities + "' names no city");
-  } else if (s.iterations != 1) {
-    throw std::runtime_error("needle: --iterations " + std::to_string(s.iterations) +
-                             " draws random cities: it needs --cities");
-  }
+  if (args.has("cities")) s.cities = apps::needle_cities(args.str("cities", ""));
   const models::SentencePieceTokenizer tok(args.str("tokenizer", ""));
   const std::string out = args.str("out", "");
   const size_t n = apps::write_needle_dataset(d, tok, out);

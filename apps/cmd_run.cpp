@@ -168,6 +168,13 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
   lora::save_peft_adapter(*adapters, 0, out.string(), c.decoder);
 }
 
+// A dataset entry's file; a SCROLLS file holds the entry's dataset (eval scores it under that name).
+eval::DatasetFile read_entry(const apps::DatasetEntry& d, const std::string& file) {
+  eval::ReadOptions ro;
+  if (d.format == "scrolls") ro.dataset = d.name;
+  return eval::read_dataset(file, eval::parse_format(d.format), ro);
+}
+
 fs::path named_adapter_dir(const RunContext& r, const std::string& name) { return r.run_dir / "adapters" / name / "adapter"; }
 
 // The adapter the lloco system uses for `d`: trained here when the entry has training data (fresh, or
@@ -178,11 +185,8 @@ fs::path prepare_adapter(const RunContext& r, const apps::DatasetEntry& d, const
                          : d.adapter_source == Source::kDataset ? r.run_dir / d.adapter / "adapter"
                                                                 : fs::path(d.adapter);
   if (train_file.empty()) return start;  // reused as is
-  eval::ReadOptions ro;
-  if (d.format == "scrolls") ro.dataset = d.name;  // a SCROLLS file holds the entry's dataset
   std::vector<eval::DatasetFile> sets;
-  sets.push_back(apps::sample_examples(eval::read_dataset(train_file, eval::parse_format(d.format), ro), d.train_examples,
-                                       r.config.finetune.seed));
+  sets.push_back(apps::sample_examples(read_entry(d, train_file), d.train_examples, r.config.finetune.seed));
   const fs::path dd = r.run_dir / d.name;
   train_lora(r, d.name, sets, dd / "store", d.name, dd / "adapter", start);
   return dd / "adapter";
@@ -262,9 +266,7 @@ int run_experiment(const std::vector<std::string>& argv) {
       stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_train, tok, train_file)) +
             " needle training cases -> " + train_file);
     }
-    eval::ReadOptions ro;
-    if (d.format == "scrolls") ro.dataset = d.name;  // a SCROLLS file holds the entry's dataset
-    const eval::DatasetFile eval_data = eval::read_dataset(eval_file, eval::parse_format(d.format), ro);
+    const eval::DatasetFile eval_data = read_entry(d, eval_file);
     // The dataset is the document group: `lloco serve --store` on this store applies its adapter.
     run.corpus.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
     stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");

@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
 
+#include "core/atomic_file.h"
 #include "eval/readers.h"
 
 namespace lloco::apps {
@@ -58,21 +60,29 @@ eval::NeedleTokenizer needle_tokenizer(const models::Tokenizer& tok) {
 size_t write_needle_dataset(const NeedleDataset& dataset, const models::Tokenizer& tok, const std::string& path) {
   const std::vector<eval::NeedleCase> cases =
       eval::build_needle_cases(read_haystack(dataset.haystack), dataset.spec, needle_tokenizer(tok));
+  const std::string content = eval::needle_jsonl(cases);
   const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
   if (!fs::exists(target)) {
-    eval::write_needle_jsonl(path, cases);
+    if (target.has_parent_path()) fs::create_directories(target.parent_path());
+    write_file_atomic(path, content);
     return cases.size();
   }
-  const fs::path fresh = target.string() + ".check";
-  eval::write_needle_jsonl(fresh.string(), cases);
-  const bool same = slurp(fresh) == slurp(target);
-  fs::remove(fresh);
-  if (!same)
+  if (slurp(target) != content)
     throw std::runtime_error("needle: " + path +
                              " holds cases built from another haystack, grid, needle or tokenizer; its store and "
                              "predictions would be stale: use a new run directory or remove the dataset's folder");
   return cases.size();
+}
+
+std::vector<std::string> needle_cities(const std::string& spec) {
+  if (spec == "test") return eval::needle_test_cities();
+  if (spec == "train") return eval::needle_train_cities();
+  std::vector<std::string> cities;
+  std::stringstream in(spec);
+  for (std::string city; std::getline(in, city, ',');)
+    if (!city.empty()) cities.push_back(city);
+  if (cities.empty()) throw std::runtime_error("needle: cities '" + spec + "' names no city (test, train or A,B,C)");
+  return cities;
 }
 
 }  // namespace lloco::apps

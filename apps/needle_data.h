@@ -3,6 +3,7 @@
 // every stage (compress, finetune, predict, eval) reads like any other.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "apps/run_config.h"
 #include "eval/needle.h"
@@ -22,5 +23,8 @@ eval::NeedleTokenizer needle_tokenizer(const models::Tokenizer& tok);
 // with other content is an error, because stores and predictions keyed by case id would be stale.
 // Returns the number of cases.
 size_t write_needle_dataset(const NeedleDataset& dataset, const models::Tokenizer& tok, const std::string& path);
+
+// The random needle's cities: LLoCO's "test" or "train" list, or a comma-separated list of names.
+std::vector<std::string> needle_cities(const std::string& spec);
 
 }  // namespace lloco::apps

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "apps/needle_data.h"
+
 namespace lloco::apps {
 namespace {
 
@@ -85,18 +87,18 @@ NeedleDataset parse_needle(const YAML::Node& n, const std::string& w, const fs::
     bad(n, w + ".reserve", "must be in [0, min_length = " + std::to_string(s.grid.min_length) + "), got " +
                                std::to_string(s.grid.reserve));
   if (const YAML::Node c = n["cities"]) {
-    // LLoCO's random needle: its city lists by name, or the config's own.
-    if (c.IsScalar() && c.as<std::string>() == "test") {
-      s.cities = eval::needle_test_cities();
-    } else if (c.IsScalar() && c.as<std::string>() == "train") {
-      s.cities = eval::needle_train_cities();
-    } else if (c.IsSequence() && c.size() > 0) {
+    // LLoCO's random needle: its city lists by name ("test", "train"), or the config's own.
+    if (c.IsSequence() && c.size() > 0) {
       read(n, "cities", w, s.cities);
+    } else if (c.IsScalar()) {
+      try {
+        s.cities = needle_cities(c.as<std::string>());
+      } catch (const std::runtime_error& e) {
+        bad(c, w + ".cities", e.what());
+      }
     } else {
       bad(c, w + ".cities", "must be 'test', 'train' (LLoCO's lists) or a non-empty list of cities");
     }
-  } else if (s.iterations != 1) {
-    bad(n["iterations"], w + ".iterations", "draws random cities: it needs `cities` (a fixed needle is the same every time)");
   }
   return d;
 }

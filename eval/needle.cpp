@@ -193,7 +193,7 @@ std::vector<NeedleCase> build_needle_cases(const std::string& haystack, const Ne
   return cases;
 }
 
-void write_needle_jsonl(const std::string& path, const std::vector<NeedleCase>& cases) {
+std::string needle_jsonl(const std::vector<NeedleCase>& cases) {
   std::string out;
   for (const NeedleCase& c : cases) {
     const json rec = {{"_id", c.id},
@@ -208,10 +208,14 @@ void write_needle_jsonl(const std::string& path, const std::vector<NeedleCase>& 
     try {
       out += rec.dump() + "\n";
     } catch (const json::type_error& e) {  // text that is not valid UTF-8
-      fail_at(path, 0, "needle case '" + c.id + "': " + e.what());
+      needle_fail("case '" + c.id + "': " + e.what());
     }
   }
-  write_file_atomic(path, out);
+  return out;
+}
+
+void write_needle_jsonl(const std::string& path, const std::vector<NeedleCase>& cases) {
+  write_file_atomic(path, needle_jsonl(cases));
 }
 
 }  // namespace lloco::eval

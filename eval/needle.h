@@ -82,6 +82,7 @@ std::vector<NeedleCase> build_needle_cases(const std::string& haystack, const Ne
 
 // The cases as a dataset file (format `needle`, one JSON object per line: _id, length, depth_percent,
 // iteration, context_tokens, needle, question, answers [answer], context), written atomically.
+std::string needle_jsonl(const std::vector<NeedleCase>& cases);
 void write_needle_jsonl(const std::string& path, const std::vector<NeedleCase>& cases);
 
 // Per-cell success rate of scored predictions: rows = lengths, columns = depths, the mean of the

@@ -1,13 +1,17 @@
-// Shared helpers for the eval tests: fixture loading and scratch directories.
+// Shared helpers for the eval tests: fixture loading, scratch directories, error messages, file reading.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "eval/error.h"
 
 namespace lloco::eval::testing {
 
@@ -18,6 +22,21 @@ inline const nlohmann::json& parity_fixture() {
     return nlohmann::json::parse(in);
   }();
   return fixture;
+}
+
+// The message of the EvalError fn throws; "" when it throws none.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const EvalError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 inline std::string shared_data(const std::string& rel) { return std::string(LLOCO_SHARED_DATA_DIR) + "/" + rel; }

@@ -13,16 +13,8 @@
 namespace lloco::eval {
 namespace {
 
+using testing::error_of;
 using testing::TempDir;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const EvalError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // The first n lines of the real QMSum file, with the last one cut in half.
 std::string truncated_qmsum(size_t n) {

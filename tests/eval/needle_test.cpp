@@ -21,24 +21,10 @@
 namespace lloco::eval {
 namespace {
 
+using testing::error_of;
+using testing::slurp;
 using testing::TempDir;
 using Ids = std::vector<int32_t>;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const EvalError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 NeedleGridSpec grid(int64_t lo, int64_t hi, int64_t n_lengths, int64_t n_depths, int64_t reserve = 0) {
   NeedleGridSpec g;

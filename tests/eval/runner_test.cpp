@@ -16,14 +16,8 @@ namespace lloco::eval {
 namespace {
 
 using testing::shared_data;
+using testing::slurp;
 using testing::TempDir;
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Predictions = the reference itself for every k-th example, a wrong answer otherwise.
 std::string oracle_predictions(const DatasetFile& f, size_t every, bool jsonl) {
@@ -213,8 +207,7 @@ TEST(RunEval, NeedleScoresAndWritesTheGrid) {
   const EvalOutcome out = run_eval(req);
   EXPECT_EQ(out.row.metric, "needle_acc");
   EXPECT_NEAR(out.score.score, 75.0, 1e-9);
-  std::ifstream md(dir.path("out/needle.md"));
-  const std::string table((std::istreambuf_iterator<char>(md)), {});
+  const std::string table = slurp(dir.path("out/needle.md"));
   EXPECT_NE(table.find("| 100 | 100.0 | 100.0 |"), std::string::npos) << table;
   EXPECT_NE(table.find("| 200 | 0.0 | 100.0 |"), std::string::npos) << table;
   EXPECT_TRUE(std::filesystem::exists(dir.path("out/needle.svg")));
