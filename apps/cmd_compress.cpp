@@ -12,6 +12,7 @@
 #include "apps/args.h"
 #include "apps/command.h"
 #include "apps/dataset_args.h"
+#include "apps/retriever_args.h"
 #include "compress/store.h"
 #include "eval/io.h"
 #include "models/tokenizer.h"
@@ -45,6 +46,8 @@ same settings continues where a stopped run ended.
   --group-field NAME     per-document group field instead
   --group-dataset NAME   the prompt template new groups are served with (qmsum, qasper, ...)
   --docs-per-shard N     documents per safetensors shard (default 64)
+)" "%s" R"(                         (also index the store's chunk texts with it, into OUT/retrieval/, for
+                         `lloco serve --retriever-model`)
   --dtype f32|bf16|f16   encoder dtype, which is also the stored dtype (default: as stored)
   --device cpu|cuda[:N]  default cpu
   --quiet                no progress line
@@ -55,10 +58,10 @@ int run_compress(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"encoder", "docs", "dataset-file", "format", "out", "id-field", "text-field", "ids-field",
                          "tokenizer", "segment-length", "docs-per-shard", "dtype", "device", "chunk-tokens", "group",
-                         "group-field", "group-dataset"},
+                         "group-field", "group-dataset", "retriever-model"},
                         {"quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
-    std::printf(kUsage, apps::kDatasetOptionsHelp);
+    std::printf(kUsage, apps::kDatasetOptionsHelp, apps::kRetrieverOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
@@ -70,8 +73,8 @@ int run_compress(const std::vector<std::string>& argv) {
   const std::string encoder_dir = args.str("encoder", ""), id_field = args.str("id-field", "id");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
-  const compress::AutoCompressor encoder =
-      compress::AutoCompressor::load(encoder_dir, load).to(apps::parse_device(args.str("device", "cpu")));
+  const Device device = apps::parse_device(args.str("device", "cpu"));
+  const compress::AutoCompressor encoder = compress::AutoCompressor::load(encoder_dir, load).to(device);
 
   std::unique_ptr<models::Tokenizer> tok;
   if (!args.has("ids-field")) {
@@ -124,6 +127,11 @@ int run_compress(const std::vector<std::string>& argv) {
               out.c_str(), documents.size(), static_cast<long long>(tokens), static_cast<long long>(vectors),
               vectors > 0 ? static_cast<double>(tokens) / static_cast<double>(vectors) : 0.0, m.chunks.size(),
               m.groups.size(), m.dtype.c_str());
+  if (const auto retriever = apps::dense_encoder_arg(args, device, !args.flag("quiet"))) {
+    const auto ranker = retrieve::store_dense_ranker(out, retrieve::ContextRetriever::store_passages(out), retriever);
+    std::printf("dense index %s: %lld chunk keys of dim %lld\n", (fs::path(out) / "retrieval" / "dense.faiss").c_str(),
+                static_cast<long long>(ranker->size()), static_cast<long long>(retriever->dim()));
+  }
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "apps/command.h"
 #include "apps/dataset_args.h"
 #include "apps/pipeline.h"
+#include "apps/retriever_args.h"
 #include "compress/autocompressor.h"
 #include "lora/peft_io.h"
 #include "models/tokenizer.h"
@@ -36,8 +37,8 @@ greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predict
                          4k-window baseline), or retrieved_text (LLoCO's retrieval baseline: the
                          document cut into --retrieval-chunk-tokens (512) token chunks, the
                          --retrieval-top-k (5) best for the question, in document order, within
-                         --text-budget; BM25 ranks them, where LLoCO used Contriever)
-)" "%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
+                         --text-budget; BM25 ranks them unless --retriever-model is given)
+)" "%s%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
   --tokenizer PATH       default: MODEL/tokenizer.model
   --max-new-tokens N     default 50 (LLoCO's default; its QMSum script uses 96)
   --save-every N         rewrite --out every N examples (default 16)
@@ -51,10 +52,10 @@ int run_predict(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"model", "store", "context", "text-budget", "retrieval-chunk-tokens", "retrieval-top-k",
                          "dataset-file", "format", "out", "adapter", "tokenizer", "max-new-tokens", "save-every", "dtype",
-                         "device"},
+                         "device", "retriever-model"},
                         {"skip-bad-lines", "quiet", "help"});
   if (args.flag("help")) {
-    std::printf(kUsage, apps::kDatasetOptionsHelp);
+    std::printf(kUsage, apps::kRetrieverOptionsHelp, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
@@ -85,6 +86,10 @@ int run_predict(const std::vector<std::string>& argv) {
   o.retrieval_top_k = args.integer("retrieval-top-k", 5);
   if (o.retrieval_chunk_tokens <= 0 || o.retrieval_top_k <= 0)
     throw std::runtime_error("--retrieval-chunk-tokens and --retrieval-top-k must be positive");
+  if (args.has("retriever-model") && o.context != apps::ContextKind::kRetrievedText)
+    throw std::runtime_error("--retriever-model ranks the chunks of --context retrieved_text, got --context " + context);
+  if (const auto encoder = apps::dense_encoder_arg(args, device, false))
+    o.chunk_ranker = retrieve::dense_ranker_factory(encoder);
   o.max_new_tokens = args.integer("max-new-tokens", 50);
   o.save_every = args.integer("save-every", 16);
   o.quiet = args.flag("quiet");

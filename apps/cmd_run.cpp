@@ -23,6 +23,7 @@
 #include "apps/needle_data.h"
 #include "apps/pipeline.h"
 #include "apps/run_config.h"
+#include "retrieve/dense.h"
 #include "compress/autocompressor.h"
 #include "compress/store.h"
 #include "core/atomic_file.h"
@@ -48,7 +49,8 @@ AutoCompressor out of the box), no_context (the prompt alone), truncated_text (t
 cut to predict.text_budget = 4,000 tokens with the prompt: LLoCO's "with context" baseline),
 retrieved_text (LLoCO's "retrieval" baseline: the document cut into predict.retrieval_chunk_tokens =
 512-token chunks, the predict.retrieval_top_k = 5 best for the question, in document order, as text
-within the same budget; ranked by BM25 where LLoCO used Contriever, whose weights we do not have).
+within the same budget; ranked by BM25, or with predict.retriever: contriever and
+predict.retriever_model: DIR by a Contriever-style BERT as in LLoCO).
 
 Datasets may be generated: `needle:` builds LLoCO's needle-in-a-haystack grid (context lengths x
 depths, a fixed or random needle hidden in a haystack document) and `needle_train:` its synthetic
@@ -237,6 +239,10 @@ int run_experiment(const std::vector<std::string>& argv) {
   const compress::AutoCompressor encoder = compress::AutoCompressor::load(c.encoder, load).to(device);
   const models::LlamaModel base = compress::load_decoder(c.decoder, load).to(device);
   const models::SentencePieceTokenizer tok(c.tokenizer);
+  retrieve::RankerFactory chunk_ranker = retrieve::bm25_ranker_factory();
+  if (c.retriever == "contriever" &&
+      std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
+    chunk_ranker = retrieve::dense_ranker_factory(retrieve::DenseEncoder::load(c.retriever_model, device, DType::F32));
   const auto t0 = std::chrono::steady_clock::now();
   const std::function<void(const std::string&)> stage = [&](const std::string& what) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -293,6 +299,7 @@ int run_experiment(const std::vector<std::string>& argv) {
       po.text_budget = c.text_budget;
       po.retrieval_chunk_tokens = c.retrieval_chunk_tokens;
       po.retrieval_top_k = c.retrieval_top_k;
+      po.chunk_ranker = chunk_ranker;
       po.max_new_tokens = d.max_new_tokens > 0 ? d.max_new_tokens : c.max_new_tokens;
       po.quiet = quiet;
       const std::string preds = (dd / system / "predictions.jsonl").string();

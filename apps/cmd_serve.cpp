@@ -12,6 +12,7 @@
 #include "apps/command.h"
 #include "apps/http/http_server.h"
 #include "apps/http/openai_api.h"
+#include "apps/retriever_args.h"
 #include "apps/serve_backend.h"
 #include "compress/autocompressor.h"
 #include "core/atomic_file.h"
@@ -25,7 +26,7 @@ constexpr const char* kUsage = R"(usage: lloco serve --model DIR [--store DIR] [
 
 Serves LLoCO over an OpenAI-compatible API: POST /v1/chat/completions (streaming with "stream":
 true), GET /v1/models, GET /health. The last user message is the question: BM25 over the store's
-chunk texts picks the top-k chunks, their summary vectors are prepended to the prompt, and the
+chunk texts (or Contriever, with --retriever-model) picks the top-k chunks, their summary vectors are prepended to the prompt, and the
 adapter `lloco finetune --group` registered for their group is applied.
 
 Request "model": "lloco" (retrieve from every group), a group's name (retrieve within that group),
@@ -36,6 +37,7 @@ documents instead of retrieving), "adapter": GROUP (force that group's adapter)}
   --model DIR            decoder: an HF LLaMA directory or an AutoCompressor's (LLoCO decodes with those)
   --store DIR            a `lloco compress` store with chunk texts (without one, only "base" is served)
   --tokenizer PATH       default: MODEL/tokenizer.model
+)" "%s" R"(                         (the store's chunk keys are cached in STORE/retrieval/, built on first use)
   --host H --port P      default 127.0.0.1:8080 (port 0: any free port)
   --port-file PATH       write the bound port there (atomically) once listening
   --top-k K              chunks per question when the request does not say (default 1)
@@ -50,10 +52,11 @@ documents instead of retrieving), "adapter": GROUP (force that group's adapter)}
 int run_serve(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"model", "store", "tokenizer", "host", "port", "port-file", "top-k", "max-tokens",
-                         "context-window", "max-connections", "dtype", "device", "max-batch", "batch-window-ms"},
+                         "context-window", "max-connections", "dtype", "device", "max-batch", "batch-window-ms",
+                         "retriever-model"},
                         {"quiet", "help"});
   if (args.flag("help")) {
-    std::printf("%s", kUsage);
+    std::printf(kUsage, apps::kRetrieverOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
@@ -61,12 +64,17 @@ int run_serve(const std::vector<std::string>& argv) {
   const std::string model_dir = args.str("model", "");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
-  models::LlamaModel decoder = compress::load_decoder(model_dir, load).to(apps::parse_device(args.str("device", "cpu")));
+  const Device device = apps::parse_device(args.str("device", "cpu"));
+  models::LlamaModel decoder = compress::load_decoder(model_dir, load).to(device);
   const std::string tok_path = args.str("tokenizer", (fs::path(model_dir) / "tokenizer.model").string());
   if (!fs::exists(tok_path)) throw std::runtime_error("no tokenizer at " + tok_path + "; pass --tokenizer");
   auto tok = std::make_shared<const models::SentencePieceTokenizer>(tok_path);
   std::shared_ptr<const retrieve::ContextRetriever> retriever;
-  if (args.has("store"))
+  if (args.has("retriever-model") && !args.has("store")) throw std::runtime_error("--retriever-model needs --store");
+  if (const auto encoder = apps::dense_encoder_arg(args, device, !args.flag("quiet")))
+    retriever = std::make_shared<const retrieve::ContextRetriever>(
+        retrieve::dense_context_retriever(args.str("store", ""), encoder));
+  else if (args.has("store"))
     retriever = std::make_shared<const retrieve::ContextRetriever>(retrieve::ContextRetriever::from_store(args.str("store", "")));
 
   apps::ServeOptions o;

@@ -59,27 +59,24 @@ bool byte_token_continues_utf8(const models::Tokenizer& tok, int32_t id) {
 
 }  // namespace
 
-RetrievalChunks::RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens)
+RetrievalChunks::RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens,
+                                 const retrieve::RankerFactory& make_ranker)
     : ids_(std::move(ids)), tok_(tok) {
   LLOCO_CHECK(chunk_tokens > 0, "RetrievalChunks", "chunk_tokens must be positive, got ", chunk_tokens);
   const auto n = static_cast<int64_t>(ids_.size());
+  std::vector<std::string> texts;
   for (int64_t begin = 0; begin < n;) {
     int64_t end = std::min(n, begin + chunk_tokens);
     while (end < n && byte_token_continues_utf8(tok_, ids_[static_cast<size_t>(end)])) ++end;
     ranges_.emplace_back(begin, end);
-    index_.add(retrieve::bm25_tokenize(text({size() - 1})));
+    texts.push_back(text({size() - 1}));
     begin = end;
   }
+  ranker_ = make_ranker(texts);
 }
 
 std::vector<int64_t> RetrievalChunks::rank(const std::string& question) const {
-  const std::vector<double> scores = index_.scores(retrieve::bm25_tokenize(question));
-  std::vector<int64_t> order(ranges_.size());
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)];
-  });
-  return order;
+  return retrieve::full_ranking(*ranker_, question);
 }
 
 std::string RetrievalChunks::text(std::vector<int64_t> chunks) const {
@@ -218,7 +215,7 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
       cached_doc = ex.doc_id;
     }
     if (o.context == ContextKind::kRetrievedText && ex.doc_id != cached_doc) {  // the whole document, uncapped
-      chunks.emplace(models::encode_long_document(tok, ex.document_text()), tok, o.retrieval_chunk_tokens);
+      chunks.emplace(models::encode_long_document(tok, ex.document_text()), tok, o.retrieval_chunk_tokens, o.chunk_ranker);
       cached_doc = ex.doc_id;
     }
     // The text baselines are ordinary LLaMA prompts (BOS first, as vLLM tokenizes them in LLoCO's runs)

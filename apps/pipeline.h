@@ -13,7 +13,7 @@
 #include "models/generate.h"
 #include "models/llama.h"
 #include "models/tokenizer.h"
-#include "retrieve/bm25.h"
+#include "retrieve/ranker.h"
 
 namespace lloco::apps {
 
@@ -35,8 +35,8 @@ std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const mo
 
 // What precedes LLoCO's prompt: the document's summary vectors (from store_dir), nothing, the
 // document as text truncated to text_budget tokens with the prompt (LLoCO's 4k-window baseline), or
-// the document's chunks that BM25 ranks best for the question, as text within the same budget
-// (LLoCO's "retrieval" baseline, which used Contriever: we have no Contriever weights).
+// the document's chunks that a retriever ranks best for the question, as text within the same
+// budget (LLoCO's "retrieval" baseline: Contriever, see retrieve/dense.h; BM25 by default).
 enum class ContextKind { kCompressed, kNone, kTruncatedText, kRetrievedText };
 
 struct PredictOptions {
@@ -44,6 +44,7 @@ struct PredictOptions {
   std::string store_dir;        // kCompressed
   int64_t text_budget = 4000;   // kTruncatedText, kRetrievedText: document text + prompt tokens
   int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // kRetrievedText (LLoCO's setting)
+  retrieve::RankerFactory chunk_ranker = retrieve::bm25_ranker_factory();  // kRetrievedText
   int64_t max_new_tokens = 50;  // LLoCO's default (its QMSum script uses 96)
   int64_t save_every = 16;      // the predictions file is rewritten atomically this often
   bool quiet = false;
@@ -72,16 +73,17 @@ struct PredictCount {
 PredictCount predict_dataset(const models::LlamaModel& model, const models::Tokenizer& tok, const eval::DatasetFile& data,
                              const std::string& out, const PredictOptions& options);
 
-// A document cut into chunks of chunk_tokens LLaMA tokens for the retrieved-text baseline, indexed by
-// BM25 (Lucene variant) over each chunk's decoded text. A cut that would split a UTF-8 character
+// A document cut into chunks of chunk_tokens LLaMA tokens for the retrieved-text baseline, ranked by
+// `make_ranker` over each chunk's decoded text (BM25's Lucene variant by default; Contriever in LLoCO). A cut that would split a UTF-8 character
 // spelled in byte tokens moves forward past its continuation bytes. `tok` must outlive this.
 class RetrievalChunks {
  public:
-  RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens);
+  RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens,
+                  const retrieve::RankerFactory& make_ranker = retrieve::bm25_ranker_factory());
   int64_t size() const { return static_cast<int64_t>(ranges_.size()); }
   std::pair<int64_t, int64_t> range(int64_t chunk) const { return ranges_.at(static_cast<size_t>(chunk)); }  // [begin, end)
-  // Every chunk, best BM25 score for the question first; ties (chunks sharing no term with the
-  // question included) in document order, so a dense retriever's "always k" is kept.
+  // Every chunk, best for the question first (retrieve::full_ranking: chunks BM25 does not match
+  // follow in document order, so a dense retriever's "always k" is kept).
   std::vector<int64_t> rank(const std::string& question) const;
   // The top_k ranked chunks as text of at most `budget` tokens: taken best first, a chunk that would
   // overflow the budget is skipped; the kept ones appear in document order (reading order, as in a
@@ -97,7 +99,7 @@ class RetrievalChunks {
   std::vector<int32_t> ids_;
   const models::Tokenizer& tok_;
   std::vector<std::pair<int64_t, int64_t>> ranges_;
-  retrieve::Bm25Index index_;
+  std::unique_ptr<const retrieve::PassageRanker> ranker_;
 };
 
 }  // namespace lloco::apps

@@ -184,7 +184,8 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
   }
   if (const YAML::Node n = y["predict"]) {
     const std::string w = "config.predict";
-    only_keys(n, w, {"max_new_tokens", "text_budget", "retrieval_chunk_tokens", "retrieval_top_k"});
+    only_keys(n, w, {"max_new_tokens", "text_budget", "retrieval_chunk_tokens", "retrieval_top_k", "retriever",
+                     "retriever_model"});
     read(n, "max_new_tokens", w, c.max_new_tokens);
     read(n, "text_budget", w, c.text_budget);
     read(n, "retrieval_chunk_tokens", w, c.retrieval_chunk_tokens);
@@ -193,6 +194,15 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
                             {"text_budget", c.text_budget},
                             {"retrieval_chunk_tokens", c.retrieval_chunk_tokens},
                             {"retrieval_top_k", c.retrieval_top_k}});
+    read(n, "retriever", w, c.retriever);
+    read(n, "retriever_model", w, c.retriever_model);
+    if (c.retriever != "bm25" && c.retriever != "contriever")
+      bad(n["retriever"], w + ".retriever", "must be bm25 or contriever, got '" + c.retriever + "'");
+    if (c.retriever == "contriever" && c.retriever_model.empty())
+      bad(n["retriever"], w + ".retriever_model", "is required with retriever: contriever (its HF BERT directory)");
+    if (c.retriever == "bm25" && !c.retriever_model.empty())
+      bad(n["retriever_model"], w + ".retriever_model", "is only used with retriever: contriever");
+    c.retriever_model = resolve(c.retriever_model, root);
   }
   if (const YAML::Node n = y["systems"]) {
     read(y, "systems", "config", c.systems);
@@ -269,6 +279,8 @@ std::vector<std::string> missing_inputs(const RunConfig& c) {
   need(c.encoder, "encoder");
   need(c.decoder, "decoder");
   need(c.tokenizer, "tokenizer");
+  if (std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
+    need(c.retriever_model, "retriever " + c.retriever);
   for (const NamedAdapter& a : c.adapters)
     for (const TrainSource& t : a.train) need(t.file, "adapter " + a.name + ", train");
   for (const DatasetEntry& d : c.datasets) {
@@ -287,6 +299,9 @@ std::string describe_plan(const RunConfig& c) {
                     "\n  encoder " + c.encoder + "\n  decoder " + c.decoder + "\n  systems";
   for (const std::string& s : c.systems) out += " " + s;
   out += "\n";
+  if (std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
+    out += "  retriever " + c.retriever + (c.retriever_model.empty() ? "" : " " + c.retriever_model) + " (top " +
+           std::to_string(c.retrieval_top_k) + " of " + std::to_string(c.retrieval_chunk_tokens) + "-token chunks)\n";
   for (const NamedAdapter& a : c.adapters) {
     out += "  adapter " + a.name + ", trained on\n";
     for (const TrainSource& t : a.train)

@@ -62,6 +62,7 @@ struct RunConfig {
   lora::LoraConfig lora;
   int64_t max_new_tokens = 50, text_budget = 4000;
   int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // retrieved_text
+  std::string retriever = "bm25", retriever_model;  // retrieved_text: bm25, or contriever (a BERT directory)
   std::vector<std::string> systems{"lloco"};
   std::vector<NamedAdapter> adapters;
   std::vector<DatasetEntry> datasets;

@@ -210,14 +210,16 @@ void LlocoChatBackend::worker_loop() {
         });
       batch.push_back(queue_.front());
       queue_.pop_front();
-      if (greedy(batch[0]))
-        for (auto it = queue_.begin(); it != queue_.end() && static_cast<int64_t>(batch.size()) < options_.max_batch;)
+      if (greedy(batch[0])) {
+        for (auto it = queue_.begin(); it != queue_.end() && static_cast<int64_t>(batch.size()) < options_.max_batch;) {
           if (greedy(*it)) {
             batch.push_back(*it);
             it = queue_.erase(it);
           } else {
             ++it;
           }
+        }
+      }
     }
     std::exception_ptr error;
     try {

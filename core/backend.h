@@ -25,6 +25,7 @@ struct TensorRef {
 
 enum class UnaryOp : uint8_t {
   Neg, Exp, Log, Sqrt, Rsqrt, Silu, Sigmoid, Tanh, Sin, Cos, Abs, Relu,
+  Erf, Gelu,  // Gelu: exact (erf) form, HF hidden_act "gelu"
   PowScalar,  // x ** param
   MulScalar,  // x * param
   AddScalar,  // x + param

@@ -27,6 +27,8 @@ Tensor rsqrt(const Tensor& x);
 Tensor pow(const Tensor& x, double exponent);
 Tensor square(const Tensor& x);
 Tensor silu(const Tensor& x);
+Tensor erf(const Tensor& x);
+Tensor gelu(const Tensor& x);  // exact: 0.5 x (1 + erf(x / sqrt(2))), HF "gelu"
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor relu(const Tensor& x);
@@ -76,6 +78,8 @@ Tensor copy(const Tensor& x);
 // ---- fused ops ----
 // x [..., D] * rsqrt(mean(x^2) + eps) * weight [D]; statistics in f32.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+// torch layer_norm over the last dim of x [..., D]: weight [D], bias [D] or undefined; composed, math in f32.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 // silu(gate) * up (LLaMA's MLP activation), gate/up of one shape; math in f32 (f64 for f64).
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 // Rotary tables for positions [T] or [B, T] (i32/i64): cos/sin [B|1, T, D/2] f32.

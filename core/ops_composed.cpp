@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/error.h"
 #include "core/ops_common.h"
 
 namespace lloco::composed {
@@ -78,3 +79,31 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 }
 
 }  // namespace lloco::composed
+
+namespace lloco {
+
+// No fused kernel: BERT-sized models spend their time in the GEMMs, and composing keeps autograd free.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  const char* op = "layer_norm";
+  detail::check_defined(x, op, "x");
+  detail::check_defined(weight, op, "weight");
+  detail::check_float(x, op);
+  detail::check_same_device(x, weight, op);
+  LLOCO_CHECK(weight.dim() == 1, op, "weight must have 1 dimension, got ", weight.str());
+  LLOCO_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(0), op, "last dim of x ", x.str(), " vs weight size ",
+              weight.size(0));
+  LLOCO_CHECK(eps >= 0, op, "eps must be >= 0, got ", eps);
+  if (bias.defined()) {
+    detail::check_same_device(x, bias, op);
+    LLOCO_CHECK(bias.shape() == weight.shape(), op, "bias ", bias.str(), " vs weight ", weight.str());
+  }
+  const DType acc = detail::stats_dtype(x.dtype());
+  const Tensor xf = x.to(acc);
+  const Tensor centered = sub(xf, mean(xf, {-1}, true));
+  const Tensor inv_std = rsqrt(add(mean(square(centered), {-1}, true), eps));  // biased variance, as torch
+  Tensor y = mul(mul(centered, inv_std), weight.to(acc));
+  if (bias.defined()) y = add(y, bias.to(acc));
+  return y.to(x.dtype());
+}
+
+}  // namespace lloco

@@ -204,6 +204,25 @@ Tensor silu(const Tensor& x) {
   });
 }
 
+Tensor erf(const Tensor& x) {
+  Tensor xd = x.detach();
+  return record(unary_raw(UnaryOp::Erf, x, 0, "erf"), "erf", {x}, [xd](const Tensor& g) {
+    const double two_over_sqrt_pi = 1.12837916709551257390;
+    return std::vector<Tensor>{mul(g, mul(exp(neg(square(xd))), two_over_sqrt_pi))};
+  });
+}
+
+Tensor gelu(const Tensor& x) {
+  Tensor xd = x.detach();
+  return record(unary_raw(UnaryOp::Gelu, x, 0, "gelu"), "gelu", {x}, [xd](const Tensor& g) {
+    // d/dx x Phi(x) = Phi(x) + x phi(x): Phi the standard normal CDF, phi its density
+    const double inv_sqrt2 = 0.70710678118654752440, inv_sqrt_2pi = 0.39894228040143267794;
+    Tensor cdf = mul(add(erf(mul(xd, inv_sqrt2)), 1.0), 0.5);
+    Tensor pdf = mul(exp(mul(square(xd), -0.5)), inv_sqrt_2pi);
+    return std::vector<Tensor>{mul(g, add(cdf, mul(xd, pdf)))};
+  });
+}
+
 Tensor tanh(const Tensor& x) {
   Tensor out = unary_raw(UnaryOp::Tanh, x, 0, "tanh");
   Tensor od = out.detach();

@@ -9,8 +9,26 @@
 
 namespace lloco::retrieve {
 
+namespace {
+
+std::vector<std::string> texts_of(const std::vector<Passage>& passages) {
+  std::vector<std::string> texts;
+  texts.reserve(passages.size());
+  for (const Passage& p : passages) texts.push_back(p.text);
+  return texts;
+}
+
+}  // namespace
+
 ContextRetriever::ContextRetriever(std::string store_dir, std::vector<Passage> passages, Bm25Options options)
-    : dir_(std::move(store_dir)), passages_(std::move(passages)), index_(options) {
+    : ContextRetriever(store_dir, passages, std::make_unique<const Bm25Ranker>(texts_of(passages), options)) {}
+
+ContextRetriever::ContextRetriever(std::string store_dir, std::vector<Passage> passages,
+                                   std::unique_ptr<const PassageRanker> ranker)
+    : dir_(std::move(store_dir)), passages_(std::move(passages)), ranker_(std::move(ranker)) {
+  LLOCO_CHECK(ranker_ != nullptr, "ContextRetriever", "no ranker for the store ", dir_);
+  LLOCO_CHECK_EQ(ranker_->size(), static_cast<int64_t>(passages_.size()), "ContextRetriever",
+                 "passages indexed by the " + ranker_->name() + " ranker vs passages given");
   manifest_ = compress::read_store(dir_);
   std::map<std::string, size_t> stored;
   for (size_t i = 0; i < manifest_.chunks.size(); ++i) stored[manifest_.chunks[i].id] = i;
@@ -20,11 +38,10 @@ ContextRetriever::ContextRetriever(std::string store_dir, std::vector<Passage> p
     LLOCO_CHECK(it != stored.end(), "ContextRetriever", "passage '", p.id, "' is not in the store ", dir_);
     LLOCO_CHECK(seen.insert(p.id).second, "ContextRetriever", "passage '", p.id, "' is listed twice");
     chunk_index_.push_back(it->second);
-    index_.add(bm25_tokenize(p.text));
   }
 }
 
-ContextRetriever ContextRetriever::from_store(const std::string& store_dir, Bm25Options options) {
+std::vector<Passage> ContextRetriever::store_passages(const std::string& store_dir) {
   const compress::StoreManifest m = compress::read_store(store_dir);
   const std::map<std::string, std::string> texts = compress::load_chunk_texts(store_dir, m);
   std::vector<Passage> passages;
@@ -34,7 +51,11 @@ ContextRetriever ContextRetriever::from_store(const std::string& store_dir, Bm25
                 "' has no text to retrieve it by (compress it from text, or with a tokenizer when chunking)");
     passages.push_back(Passage{c.id, it->second, c.group});
   }
-  return ContextRetriever(store_dir, std::move(passages), options);
+  return passages;
+}
+
+ContextRetriever ContextRetriever::from_store(const std::string& store_dir, Bm25Options options) {
+  return ContextRetriever(store_dir, store_passages(store_dir), options);
 }
 
 const compress::StoredChunk& ContextRetriever::chunk_of(int64_t passage) const {
@@ -87,7 +108,7 @@ RetrievedContext ContextRetriever::retrieve(const std::string& question, const R
   const std::set<std::string> docs(o.docs.begin(), o.docs.end());
   const bool filtered = !o.group.empty() || !docs.empty();
   // A filter is applied to the full ranking, so the k best admissible chunks are found.
-  const std::vector<Hit> hits = index_.search(bm25_tokenize(question), filtered ? index_.size() : o.k);
+  const std::vector<Hit> hits = ranker_->search(question, filtered ? ranker_->size() : o.k);
   std::vector<std::pair<int64_t, double>> ranked;
   for (const Hit& h : hits) {
     if (static_cast<int64_t>(ranked.size()) == o.k) break;

@@ -1,5 +1,5 @@
-// LLoCO's serving-side retrieval: BM25 over the chunks of a compressed store picks the top-k for a
-// question; their summary vectors, concatenated best first, become the decoder's prefix, and the
+// LLoCO's serving-side retrieval: a ranker (BM25, or a dense encoder whose chunk keys are cached in
+// the store, see dense.h) over the chunks of a compressed store picks the top-k for a question; their summary vectors, concatenated best first, become the decoder's prefix, and the
 // hits' group chooses the LoRA adapter (LLoCO assumes one group per query; with a mixed top-k the
 // group holding most hits wins, ties going to the better-ranked hit). A request may instead name
 // its documents, or restrict retrieval to one group or to some documents.
@@ -15,12 +15,13 @@
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "retrieve/bm25.h"
+#include "retrieve/ranker.h"
 
 namespace lloco::retrieve {
 
 struct Passage {
   std::string id;     // the store's chunk id
-  std::string text;   // what BM25 indexes
+  std::string text;   // what the ranker indexes
   std::string group;  // document group (one adapter per group)
 };
 
@@ -34,7 +35,7 @@ struct RetrieveOptions {
 struct RetrievedContext {
   Tensor prefix;                  // [sum of the hits' vectors, D], best hit first
   std::vector<std::string> ids;   // the chunks used, best first
-  std::vector<double> scores;     // their BM25 scores (0 for chunks named by the caller)
+  std::vector<double> scores;     // their ranker scores (0 for chunks named by the caller)
   std::vector<std::string> skipped;  // hits left out by max_vectors
   std::string group;              // the chosen group ("" when nothing matched)
   int64_t adapter = -1;           // adapter_of_group[group], -1 when the group has none
@@ -44,9 +45,13 @@ class ContextRetriever {
  public:
   // Every passage must be a chunk of the store (errors name the id and the store).
   ContextRetriever(std::string store_dir, std::vector<Passage> passages, Bm25Options options = {});
+  // Any ranker over the passages, in their order (its size must match).
+  ContextRetriever(std::string store_dir, std::vector<Passage> passages, std::unique_ptr<const PassageRanker> ranker);
   // The store's own chunk texts and groups (written by compress_corpus); a chunk without text is an
   // error naming it, since it could never be retrieved.
   static ContextRetriever from_store(const std::string& store_dir, Bm25Options options = {});
+  // Every chunk of the store with its text and group, in manifest order.
+  static std::vector<Passage> store_passages(const std::string& store_dir);
 
   RetrievedContext retrieve(const std::string& question, const RetrieveOptions& options,
                             const std::map<std::string, int64_t>& adapter_of_group = {}) const;
@@ -74,7 +79,7 @@ class ContextRetriever {
   compress::StoreManifest manifest_;
   std::vector<Passage> passages_;
   std::vector<size_t> chunk_index_;  // passage -> manifest_.chunks index
-  Bm25Index index_;
+  std::unique_ptr<const PassageRanker> ranker_;
   struct ShardCache {  // behind a pointer so that the retriever stays movable
     std::mutex mutex;
     std::map<std::string, SafetensorsFile> files;

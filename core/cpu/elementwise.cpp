@@ -18,6 +18,8 @@ inline T apply_unary(UnaryOp op, T x, T param) {
     case UnaryOp::Sqrt: return std::sqrt(x);
     case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
     case UnaryOp::Silu: return x / (T(1) + std::exp(-x));
+    case UnaryOp::Erf: return std::erf(x);
+    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
     case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
     case UnaryOp::Tanh: return std::tanh(x);
     case UnaryOp::Sin: return std::sin(x);

@@ -23,6 +23,8 @@ __device__ __forceinline__ A unary_apply(UnaryOp op, A x, A p) {
     case UnaryOp::Sqrt: return d_sqrt(x);
     case UnaryOp::Rsqrt: return A(1) / d_sqrt(x);
     case UnaryOp::Silu: return x / (A(1) + d_exp(-x));
+    case UnaryOp::Erf: return erf(x);
+    case UnaryOp::Gelu: return A(0.5) * x * (A(1) + erf(x * A(0.70710678118654752440)));
     case UnaryOp::Sigmoid: return A(1) / (A(1) + d_exp(-x));
     case UnaryOp::Tanh: return tanh(x);
     case UnaryOp::Sin: return sin(x);

@@ -3,7 +3,10 @@
 question plainly and streamed (greedy, so both must give the same text), check a 400, then SIGTERM
 and expect a clean exit.
 
-usage: serve_smoke.py LLOCO MODEL_DIR STORE_DIR ADAPTER_DIR WORK_DIR
+usage: serve_smoke.py LLOCO MODEL_DIR STORE_DIR ADAPTER_DIR WORK_DIR [RETRIEVER_DIR]
+
+With RETRIEVER_DIR the server ranks with that dense encoder (--retriever-model), which must leave the
+store's chunk keys in STORE_DIR/retrieval/dense.{faiss,json}, one per chunk.
 """
 import http.client
 import json
@@ -33,18 +36,25 @@ def request(port, method, path, body=None):
 
 def main():
     lloco, model, store, adapter, work = sys.argv[1:6]
+    retriever = sys.argv[6] if len(sys.argv) > 6 else None
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     port_file, log = os.path.join(work, "port"), os.path.join(work, "serve.log")
     with open(log, "w") as out:
         proc = subprocess.Popen([lloco, "serve", "--model", model, "--store", store, "--port", "0",
-                                 "--port-file", port_file, "--max-tokens", "8"], stdout=out, stderr=out)
+                                 "--port-file", port_file, "--max-tokens", "8"]
+                                + (["--retriever-model", retriever] if retriever else []), stdout=out, stderr=out)
     deadline = time.time() + 120
     while not os.path.exists(port_file):
         if proc.poll() is not None or time.time() > deadline:
             fail("the server did not start", proc, log)
         time.sleep(0.1)
     port = int(open(port_file).read())
+    if retriever:
+        meta = json.load(open(os.path.join(store, "retrieval", "dense.json")))
+        stored = [c["id"] for c in json.load(open(os.path.join(store, "manifest.json")))["chunks"]]
+        if stored != meta["chunks"]:
+            fail("dense.json indexes %r, the store holds %r" % (meta["chunks"], stored), proc, log)
 
     resp, text = request(port, "GET", "/v1/models")
     ids = [m["id"] for m in json.loads(text)["data"]]
@@ -85,8 +95,9 @@ def main():
         fail("no exit 30 s after SIGTERM", proc, log)
     if code != 0:
         fail("exit code %d after SIGTERM" % code, None, log)
-    print("serve_smoke: %d models, answer %r from %s with adapter %s; streamed the same in %d chunks; clean stop"
-          % (len(ids), content, lloco_info["doc_ids"], lloco_info["adapter"], len(chunks)))
+    print("serve_smoke: %d models, answer %r from %s with adapter %s (%s); streamed the same in %d chunks; clean stop"
+          % (len(ids), content, lloco_info["doc_ids"], lloco_info["adapter"], "dense" if retriever else "bm25",
+             len(chunks)))
 
 
 if __name__ == "__main__":

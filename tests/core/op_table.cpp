@@ -41,11 +41,17 @@ std::vector<OpCase> build_table() {
   t.push_back(make("pow", {P({3, 5})}, [](const In& x) { return pow(x[0], 2.5); }));
   t.push_back(make("square", {N({3, 5})}, [](const In& x) { return square(x[0]); }));
   t.push_back(make("silu", {N({5, 7})}, [](const In& x) { return silu(x[0]); }));
+  t.push_back(make("erf", {N({5, 7})}, [](const In& x) { return erf(x[0]); }));
+  t.push_back(make("gelu", {N({5, 7})}, [](const In& x) { return gelu(x[0]); }));
   t.push_back(make("sigmoid", {N({5, 7})}, [](const In& x) { return sigmoid(x[0]); }));
   t.push_back(make("tanh", {N({5, 7})}, [](const In& x) { return tanh(x[0]); }));
   t.push_back(make("relu", {N({5, 7})}, [](const In& x) { return relu(x[0]); }));
   t.push_back(make("abs", {N({5, 7})}, [](const In& x) { return abs(x[0]); }));
   t.push_back(make("swiglu", {N({3, 8}), N({3, 8})}, [](const In& x) { return mul(silu(x[0]), x[1]); }));
+  t.push_back(make("layer_norm", {N({3, 5, 16}), N({16}), N({16})},
+                   [](const In& x) { return layer_norm(x[0], x[1], x[2], 1e-12); }));
+  t.push_back(make("layer_norm/no_bias_odd", {N({7, 13}), N({13})},
+                   [](const In& x) { return layer_norm(x[0], x[1], Tensor(), 1e-5); }));
   // ---- reductions / softmax
   t.push_back(make("sum/all", {N({3, 4, 5})}, [](const In& x) { return sum(x[0]); }));
   t.push_back(make("sum/dim1", {N({3, 4, 5})}, [](const In& x) { return sum(x[0], {1}); }));

@@ -234,5 +234,37 @@ TEST_P(TorchParity, Bf16Forward) {
 INSTANTIATE_TEST_SUITE_P(Impls, TorchParity, ::testing::Values(kFused, kComposed),
                          [](const ::testing::TestParamInfo<Impl>& info) { return std::string(info.param.name); });
 
+// BERT's ops (one implementation each: gelu is a kernel, layer_norm is composed).
+TEST(TorchParityBert, Gelu) {
+  const json fx = load_fixture("bert_ops.json")["gelu"];
+  Tensor x = leaf_of(fx["x"]);
+  Tensor out = gelu(x);
+  expect_close(out, fx["out"], kFwdTol, "gelu out");
+  out.backward(tensor_of(fx["dy"]));
+  expect_close(x.grad(), fx["dx"], kGradTol, "gelu dx");
+  expect_close(gelu(tensor_of(fx["x"], DType::BF16)), fx["out"], kBf16Tol, "bf16 gelu out");
+}
+
+TEST(TorchParityBert, LayerNorm) {
+  const json fx = load_fixture("bert_ops.json")["layer_norm"];
+  for (const json& c : fx["cases"]) {
+    const std::string name = "layer_norm " + c["name"].get<std::string>();
+    const bool with_bias = c.contains("bias");
+    Tensor x = leaf_of(c["x"]), w = leaf_of(c["weight"]);
+    Tensor b = with_bias ? leaf_of(c["bias"]) : Tensor();
+    const double eps = c["eps"].get<double>();
+    Tensor out = layer_norm(x, w, b, eps);
+    expect_close(out, c["out"], kFwdTol, name + " out");
+    out.backward(tensor_of(c["dy"]));
+    expect_close(x.grad(), c["dx"], kGradTol, name + " dx");
+    expect_close(w.grad(), c["dweight"], kGradTol, name + " dweight");
+    if (with_bias) expect_close(b.grad(), c["dbias"], kGradTol, name + " dbias");
+    const Tensor bf = layer_norm(tensor_of(c["x"], DType::BF16), tensor_of(c["weight"], DType::BF16),
+                                 with_bias ? tensor_of(c["bias"], DType::BF16) : Tensor(), eps);
+    EXPECT_EQ(bf.dtype(), DType::BF16);
+    expect_close(bf, c["out"], kBf16Tol, "bf16 " + name + " out");
+  }
+}
+
 }  // namespace
 }  // namespace lloco

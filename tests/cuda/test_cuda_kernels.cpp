@@ -86,10 +86,10 @@ double unary_domain_value(UnaryOp op, double z) {
 }
 
 TEST_F(KernelTest, UnaryOpsAllDtypesAndLayouts) {
-  const UnaryOp ops[] = {UnaryOp::Neg, UnaryOp::Exp,  UnaryOp::Log, UnaryOp::Sqrt,      UnaryOp::Rsqrt,
-                         UnaryOp::Silu, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Sin, UnaryOp::Cos,
-                         UnaryOp::Abs, UnaryOp::Relu, UnaryOp::PowScalar, UnaryOp::MulScalar, UnaryOp::AddScalar,
-                         UnaryOp::Square};
+  const UnaryOp ops[] = {UnaryOp::Neg,       UnaryOp::Exp,       UnaryOp::Log,    UnaryOp::Sqrt,    UnaryOp::Rsqrt,
+                         UnaryOp::Silu,      UnaryOp::Erf,       UnaryOp::Gelu,   UnaryOp::Sigmoid, UnaryOp::Tanh,
+                         UnaryOp::Sin,       UnaryOp::Cos,       UnaryOp::Abs,    UnaryOp::Relu,    UnaryOp::PowScalar,
+                         UnaryOp::MulScalar, UnaryOp::AddScalar, UnaryOp::Square};
   std::normal_distribution<double> nd;
   for (UnaryOp op : ops)
     for (DType dt : float_dtypes())

@@ -63,11 +63,6 @@ struct Regression {
   }
 };
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 fs::path fresh_dir(const std::string& name) {
   const fs::path d = fs::path(::testing::TempDir()) / name;
   fs::remove_all(d);
