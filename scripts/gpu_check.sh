@@ -82,7 +82,7 @@ fi
 # ---- build (keeps going past a failing target so everything else still runs) ---------------------
 TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table test_cuda_wgmma_probe
        test_cuda_flash_fwd test_cuda_flash_bwd test_cuda_decode test_cuda_attention_dispatch test_cuda_lora
-       test_cuda_llama test_cuda_llama_lora test_cuda_compress)
+       test_cuda_llama test_cuda_llama_lora test_cuda_compress test_cuda_bert)
 BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench)
 [[ -n ${GPU_CHECK_BENCHES:-} ]] && read -ra BENCHES <<< "$GPU_CHECK_BENCHES"
 if [[ ${GPU_CHECK_TESTS:-1} == 0 ]]; then
