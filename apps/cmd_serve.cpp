@@ -61,6 +61,7 @@ int run_serve(const std::vector<std::string>& argv) {
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
   if (!args.has("model")) throw std::runtime_error("--model is required (see --help)");
+  if (args.has("retriever-model") && !args.has("store")) throw std::runtime_error("--retriever-model needs --store");
   const std::string model_dir = args.str("model", "");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
@@ -70,7 +71,6 @@ int run_serve(const std::vector<std::string>& argv) {
   if (!fs::exists(tok_path)) throw std::runtime_error("no tokenizer at " + tok_path + "; pass --tokenizer");
   auto tok = std::make_shared<const models::SentencePieceTokenizer>(tok_path);
   std::shared_ptr<const retrieve::ContextRetriever> retriever;
-  if (args.has("retriever-model") && !args.has("store")) throw std::runtime_error("--retriever-model needs --store");
   if (const auto encoder = apps::dense_encoder_arg(args, device, !args.flag("quiet")))
     retriever = std::make_shared<const retrieve::ContextRetriever>(
         retrieve::dense_context_retriever(args.str("store", ""), encoder));
