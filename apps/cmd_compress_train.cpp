@@ -11,6 +11,7 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
+#include "apps/distributed_env.h"
 #include "apps/dataset_args.h"
 #include "compress/ac_training.h"
 #include "eval/io.h"
@@ -50,6 +51,9 @@ dropout 0.05 on q/k/v/o.
   --run-dir DIR          metrics.jsonl + checkpoint.safetensors (default: OUT/run)
   --checkpoint-every N   steps (default: 0 = only at the end)
   --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet   --help
+
+Data-parallel: `lloco launch --nproc N compress-train ...` splits each step's --grad-accum
+sequences over N ranks (a multiple of N); the result equals one process's; rank 0 writes it.
 )";
 
 int run_compress_train(const std::vector<std::string>& argv) {
@@ -72,8 +76,11 @@ int run_compress_train(const std::vector<std::string>& argv) {
   if (seq_len < 1) throw std::runtime_error("--seq-len must be >= 1, got " + std::to_string(seq_len));
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
-  const compress::AutoCompressor encoder =
-      compress::AutoCompressor::load(encoder_dir, load).to(apps::parse_device(args.str("device", "cpu")));
+  const train::DistributedOptions dist = apps::distributed_from_env();
+  const Device device = apps::rank_device(args.str("device", "cpu"), dist);
+  const std::shared_ptr<Communicator> comm = apps::connect_from_env(dist, device);
+  const bool lead = comm->rank() == 0;
+  const compress::AutoCompressor encoder = compress::AutoCompressor::load(encoder_dir, load).to(device);
   std::unique_ptr<models::Tokenizer> tok;
   if (args.has("text-field")) {
     const std::string path = args.str("tokenizer", (fs::path(encoder_dir) / "tokenizer.model").string());
@@ -101,7 +108,10 @@ int run_compress_train(const std::vector<std::string>& argv) {
   o.substeps = args.integer("substeps", 2);
   o.segments_per_substep = args.integer("segments-per-substep", 2);
   o.loop.grad_accumulation = args.integer("grad-accum", 32);
-  if (o.loop.grad_accumulation < 1) throw std::runtime_error("--grad-accum must be >= 1");
+  if (o.loop.grad_accumulation < 1 || o.loop.grad_accumulation % comm->world_size() != 0)
+    throw std::runtime_error("--grad-accum must be a positive multiple of the " + std::to_string(comm->world_size()) +
+                             " ranks, got " + std::to_string(o.loop.grad_accumulation));
+  o.loop.comm = comm;
   const auto n_seq = static_cast<int64_t>(sequences.size());
   o.loop.steps = args.integer("steps", (n_seq + o.loop.grad_accumulation - 1) / o.loop.grad_accumulation);
   o.loop.max_grad_norm = args.real("max-grad-norm", 1.0);
@@ -117,11 +127,12 @@ int run_compress_train(const std::vector<std::string>& argv) {
   o.lora.alpha = args.real("alpha", 16.0);
   o.lora.dropout = args.real("dropout", 0.05);
   o.seed = static_cast<uint64_t>(args.integer("seed", 42));
-  std::fprintf(stderr, "compress-train: %lld documents -> %lld sequences of %lld tokens (%lld tokens dropped), "
+  if (lead) std::fprintf(stderr, "compress-train: %lld documents -> %lld sequences of %lld tokens (%lld tokens dropped), "
                "%lld steps of %lld sequences\n", static_cast<long long>(documents), static_cast<long long>(n_seq),
                static_cast<long long>(seq_len), static_cast<long long>(dropped), static_cast<long long>(o.loop.steps),
                static_cast<long long>(o.loop.grad_accumulation));
   const compress::AcTrainResult r = compress::train_autocompressor(encoder, sequences, o);
+  if (!lead) return 0;  // the replicas are identical: rank 0 writes the encoder
   compress::save_autocompressor(r.encoder, out);
   if (r.train.losses.empty())
     std::printf("saved AutoCompressor %s after %lld steps (the run was already complete)\n", out.c_str(),

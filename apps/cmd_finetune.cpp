@@ -13,6 +13,7 @@
 #include "apps/args.h"
 #include "apps/command.h"
 #include "apps/dataset_args.h"
+#include "apps/distributed_env.h"
 #include "apps/pipeline.h"
 #include "compress/autocompressor.h"
 #include "compress/store.h"
@@ -54,6 +55,9 @@ into --run-dir and continues from there when started again.
   --checkpoint-every N   steps (default: 0 = only at the end)
   --gradient-checkpointing   recompute each decoder layer in backward
   --dtype f32|bf16|f16   --device cpu|cuda[:N]   --quiet   --help
+
+Data-parallel: `lloco launch --nproc N finetune ...` splits each step's --grad-accum micro-batches
+over N ranks (a multiple of N) and gives the same adapter as one process; rank 0 writes it.
 )";
 
 int run_finetune(const std::vector<std::string>& argv) {
@@ -79,7 +83,10 @@ int run_finetune(const std::vector<std::string>& argv) {
   const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
-  const Device device = apps::parse_device(args.str("device", "cpu"));
+  const train::DistributedOptions dist = apps::distributed_from_env();
+  const Device device = apps::rank_device(args.str("device", "cpu"), dist);
+  const std::shared_ptr<Communicator> comm = apps::connect_from_env(dist, device);
+  const bool lead = comm->rank() == 0;
   models::LlamaModel model = compress::load_decoder(model_dir, load).to(device);
   model.gradient_checkpointing = args.flag("gradient-checkpointing");
   const bool pretokenized = args.has("prompt-ids-field");
@@ -151,10 +158,17 @@ int run_finetune(const std::vector<std::string>& argv) {
   o.warmup_ratio = args.real("warmup-ratio", 0.04);
   o.weight_decay = args.real("weight-decay", 0.0);
   o.seed = seed;
-  std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents, %lld steps of %lld x %lld examples\n",
-               examples.size(), summaries.size(), static_cast<long long>(o.loop.steps),
-               static_cast<long long>(o.batch_size), static_cast<long long>(o.loop.grad_accumulation));
+  if (o.loop.grad_accumulation % comm->world_size() != 0)
+    throw std::runtime_error("--grad-accum " + std::to_string(o.loop.grad_accumulation) + " must be a multiple of the " +
+                             std::to_string(comm->world_size()) + " ranks (each runs an equal share of a step)");
+  o.loop.comm = comm;
+  if (lead)
+    std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents, %lld steps of %lld x %lld examples%s\n",
+                 examples.size(), summaries.size(), static_cast<long long>(o.loop.steps),
+                 static_cast<long long>(o.batch_size), static_cast<long long>(o.loop.grad_accumulation),
+                 comm->world_size() > 1 ? (" over " + std::to_string(comm->world_size()) + " ranks").c_str() : "");
   const train::TrainResult r = lora::train_adapter(model, adapters, examples, o);
+  if (!lead) return 0;  // the replicas are identical: rank 0 writes the one adapter
   lora::save_peft_adapter(*adapters, 0, out, model_dir);
   if (args.has("group")) {
     compress::register_adapter(store_dir, args.str("group", ""), out);

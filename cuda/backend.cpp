@@ -14,6 +14,7 @@
 #include "cuda/kernels/rms_norm.cuh"
 #include "cuda/kernels/rope.cuh"
 #include "cuda/matmul.h"
+#include "cuda/nccl_communicator.h"
 
 namespace lloco {
 
@@ -269,6 +270,7 @@ bool cuda_backend_init() {
     g_allocator = new CachingAllocator();
     register_allocator(DeviceType::CUDA, g_allocator);
     register_backend(DeviceType::CUDA, new CudaBackend(*g_allocator));
+    register_nccl_communicator();  // loads NCCL only when a communicator is first made
     return true;
   }();
   return ok;

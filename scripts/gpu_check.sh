@@ -13,6 +13,7 @@
 #      default 540), GPU_CHECK_SANITIZER=0 / GPU_CHECK_BENCH=0 / GPU_CHECK_PEERS=0 to skip a part,
 #      GPU_CHECK_PYTHON (default python3, for the peers and the plot), GPU_CHECK_BUILD_DIR (build-gpu),
 #      GPU_CHECK_TESTS=0 (no tests and no sanitizer), GPU_CHECK_BENCHES="llama_bench ..." (a subset).
+#      LLOCO_NCCL_LIBRARY (libnccl.so.2 for test_cuda_nccl; default: $GPU_CHECK_PYTHON's nvidia-nccl wheel).
 #      A follow-up call on the still-warm machine (build dir kept) can finish what the first one ran
 #      out of time for, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_PEERS=0 GPU_CHECK_BENCHES=llama_bench.
 set -uo pipefail
@@ -61,10 +62,21 @@ export CMAKE_POLICY_VERSION_MINIMUM=3.5
 command -v nvcc >/dev/null || [[ ! -x /usr/local/cuda/bin/nvcc ]] || export PATH=/usr/local/cuda/bin:$PATH
 GEN=Ninja
 command -v ninja >/dev/null || GEN="Unix Makefiles"
+# NCCL (dlopen'ed by test_cuda_nccl) comes with PyTorch's nvidia-nccl wheel: its library for the run
+# and, when the toolkit lacks nccl.h, its header for the build. Left unset when the wheel is absent.
+if [[ -z ${LLOCO_NCCL_LIBRARY:-} ]]; then
+  NCCL_PKG=$("$PY" -c "import glob, os, nvidia; print(next(os.path.dirname(os.path.dirname(f)) for p in nvidia.__path__
+                       for f in sorted(glob.glob(os.path.join(p, '*', 'lib', 'libnccl.so.2')))))" 2>/dev/null)
+  if [[ -n $NCCL_PKG ]]; then
+    export LLOCO_NCCL_LIBRARY=$NCCL_PKG/lib/libnccl.so.2
+    [[ -f $NCCL_PKG/include/nccl.h ]] && export LLOCO_NCCL_ROOT=$NCCL_PKG
+  fi
+fi
 say "== lloco gpu_check $(date -u +%FT%TZ)"
 say "gpu:   $GPU"
 say "nvcc:  $(nvcc --version 2>/dev/null | tail -1)"
 say "cmake: $(cmake --version | head -1); c++: $(c++ --version 2>/dev/null | head -1); generator: $GEN; archs: $ARCHS"
+say "nccl:  ${LLOCO_NCCL_LIBRARY:-no nvidia-nccl wheel for $PY (libnccl.so.2 from the loader path, else NCCL tests skip)}"
 
 # ---- PyTorch peers, on the otherwise idle GPU while the build compiles ---------------------------
 PEERS_PID=
@@ -82,7 +94,7 @@ fi
 # ---- build (keeps going past a failing target so everything else still runs) ---------------------
 TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table test_cuda_wgmma_probe
        test_cuda_flash_fwd test_cuda_flash_bwd test_cuda_decode test_cuda_attention_dispatch test_cuda_lora
-       test_cuda_llama test_cuda_llama_lora test_cuda_compress test_cuda_bert)
+       test_cuda_llama test_cuda_llama_lora test_cuda_compress test_cuda_bert test_cuda_nccl)
 BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench)
 [[ -n ${GPU_CHECK_BENCHES:-} ]] && read -ra BENCHES <<< "$GPU_CHECK_BENCHES"
 if [[ ${GPU_CHECK_TESTS:-1} == 0 ]]; then

@@ -8,9 +8,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/collective.h"
 #include "core/optim.h"
 #include "core/tensor.h"
 
@@ -26,19 +28,25 @@ struct TrainOptions {
   bool resume = true;               // continue from run_dir/checkpoint.safetensors when it exists
   int64_t stop_after = -1;          // >= 0: return after this many steps of this call (tests, preemption)
   bool quiet = false;               // no progress lines on stderr
+  // Data parallelism: the ranks of `comm` share each step's grad_accumulation micro-batches (rank r
+  // runs m = r, r + W, ...; grad_accumulation must be a multiple of W), sum their gradients, and take
+  // identical optimizer steps, so the run equals a one-process run of the same grad_accumulation.
+  // Rank 0 alone prints and writes run_dir, which every rank must see (a resume reads it on all).
+  std::shared_ptr<Communicator> comm;  // nullptr: one process
 };
 
 struct MicroBatchLoss {
   Tensor loss;         // 0-d mean loss of the micro-batch, with a graph to the parameters
   int64_t tokens = 0;  // tokens the loss averages over (throughput, metrics)
 };
+// `micro` is the step's global micro-batch index in [0, grad_accumulation), on whichever rank runs it.
 using LossFn = std::function<MicroBatchLoss(int64_t step, int64_t micro)>;
 
 struct TrainResult {
   int64_t first_step = 0;     // the step this call started at (> 0 after a resume)
   int64_t steps_done = 0;     // steps completed in total (== options.steps unless stopped early)
   int64_t skipped_steps = 0;  // steps whose gradient norm was not finite (no update made)
-  std::vector<double> losses; // mean micro-batch loss of each step this call ran
+  std::vector<double> losses; // mean micro-batch loss of each step this call ran (over all ranks)
 };
 
 // Runs steps [resumed step, options.steps) of `optimizer` over its parameters (which must be exactly
