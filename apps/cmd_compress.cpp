@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -15,8 +16,8 @@
 #include "apps/dataset_args.h"
 #include "apps/distributed_env.h"
 #include "apps/retriever_args.h"
+#include "apps/sharded.h"
 #include "compress/store.h"
-#include "compress/store_merge.h"
 #include "eval/io.h"
 #include "models/tokenizer.h"
 
@@ -61,46 +62,6 @@ by length), compresses it into OUT/ranks/rank-R, and rank 0 merges the shares in
 are done. A stopped sharded run resumes with any N.
 )";
 
-// Documents are split across ranks by size, longest first onto the least-loaded rank, so ranks
-// finish together; every rank computes the same split from the same input.
-std::vector<size_t> my_share(const std::vector<compress::TokenizedDoc>& docs, int rank, int world) {
-  std::vector<size_t> order(docs.size()), mine;
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto size_of = [&](size_t i) { return docs[i].ids.empty() ? docs[i].text.size() : docs[i].ids.size(); };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return size_of(a) > size_of(b); });
-  std::vector<size_t> load(static_cast<size_t>(world), 0);
-  for (size_t i : order) {
-    const auto r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[r] += size_of(i);
-    if (static_cast<int>(r) == rank) mine.push_back(i);
-  }
-  std::sort(mine.begin(), mine.end());
-  return mine;
-}
-
-// Rank stores of `out` that hold a manifest (an earlier sharded run's finished or partial shares).
-std::vector<std::string> rank_stores(const std::string& out) {
-  std::vector<std::string> dirs;
-  const fs::path ranks = fs::path(out) / "ranks";
-  if (!fs::is_directory(ranks)) return dirs;
-  for (const auto& e : fs::directory_iterator(ranks))
-    if (fs::exists(e.path() / "manifest.json")) dirs.push_back(e.path().string());
-  std::sort(dirs.begin(), dirs.end());
-  return dirs;
-}
-
-// Rank 0 moves the rank stores into `out`, then drops the emptied ranks/ directory.
-void merge_rank_stores(const std::string& out, bool quiet) {
-  const std::vector<std::string> parts = rank_stores(out);
-  if (parts.empty()) return;
-  compress::MergeOptions mo;
-  mo.move = true;
-  mo.quiet = quiet;
-  compress::merge_stores(parts, out, mo);
-  std::error_code ec;
-  fs::remove(fs::path(out) / "ranks", ec);  // only when empty: unlisted leftovers stay for the next run
-}
-
 int run_compress(const std::vector<std::string>& argv) {
   const apps::Args args(argv,
                         {"encoder", "docs", "dataset-file", "format", "out", "id-field", "text-field", "ids-field",
@@ -126,13 +87,8 @@ int run_compress(const std::vector<std::string>& argv) {
   dist.timeout_s = std::max(dist.timeout_s, 7 * 24 * 3600.0);
   const Device device = apps::rank_device(args.str("device", "cpu"), dist);
   const std::shared_ptr<Communicator> comm = apps::connect_from_env(dist, cpu());
-  const int rank = comm->rank(), world = comm->world_size();
   const std::string out = args.str("out", "");
-  if (world > 1) {
-    if (rank == 0) merge_rank_stores(out, args.flag("quiet"));  // an earlier run's shares, made with any N
-    comm->barrier();
-  }
-  const std::set<std::string> stored = compress::stored_ids(out);
+  const std::set<std::string> stored = compress::stored_ids(out);  // not read again (ranks may merge first)
   const compress::AutoCompressor encoder = compress::AutoCompressor::load(encoder_dir, load).to(device);
 
   std::unique_ptr<models::Tokenizer> tok;
@@ -160,14 +116,6 @@ int run_compress(const std::vector<std::string>& argv) {
       d.text = eval::get_string(rec, args.str("text-field", "text").c_str());
     if (!stored.count(d.id)) docs.push_back(std::move(d));
   });
-  std::vector<compress::TokenizedDoc> share;
-  for (size_t i : my_share(docs, rank, world)) {
-    compress::TokenizedDoc& d = docs[i];
-    if (d.ids.empty() && tok) d.ids = models::encode_long_document(*tok, d.text, 10000, compress::kMaxDocumentTokens);
-    share.push_back(std::move(d));
-  }
-  docs.clear();
-
   compress::CorpusOptions o;
   o.compress.segment_length = args.integer("segment-length", 1536);
   o.docs_per_shard = args.integer("docs-per-shard", 64);
@@ -176,16 +124,12 @@ int run_compress(const std::vector<std::string>& argv) {
   if (tok) o.decode = [&tok](const std::vector<int32_t>& ids) { return tok->decode(ids); };
   o.encoder_name = fs::weakly_canonical(encoder_dir).string();  // the same store from any working directory
   o.quiet = args.flag("quiet");
-  if (world > 1) {
-    const std::string mine = compress::rank_store_dir(out, rank);
-    compress::compress_corpus(encoder, share, mine, o);
-    std::fprintf(stderr, "rank %d: compressed its %zu documents into %s\n", rank, share.size(), mine.c_str());
-    comm->barrier();
-    if (rank != 0) return 0;
-    merge_rank_stores(out, o.quiet);
-  } else {
-    compress::compress_corpus(encoder, share, out, o);
-  }
+  std::function<std::vector<int32_t>(const std::string&)> tokenize;
+  if (tok) tokenize = [&tok](const std::string& text) {
+    return models::encode_long_document(*tok, text, 10000, compress::kMaxDocumentTokens);
+  };
+  apps::compress_sharded(*comm, encoder, std::move(docs), out, o, tokenize);
+  if (comm->rank() != 0) return 0;  // rank 0 reports (and builds the dense index)
   const compress::StoreManifest m = compress::read_store(out);
   int64_t tokens = 0, vectors = 0;
   std::set<std::string> documents;

@@ -20,6 +20,7 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
+#include "apps/distributed_env.h"
 #include "apps/needle_data.h"
 #include "apps/pipeline.h"
 #include "apps/run_config.h"
@@ -132,6 +133,8 @@ struct RunContext {
   Device device;
   bool quiet = false;
   std::function<void(const std::string&)> stage;
+  std::shared_ptr<Communicator> comm;  // the ranks of `lloco launch` (one without it)
+  bool lead() const { return comm->rank() == 0; }
 };
 
 // Compresses the training sets' documents into `store` (document group `group`), then trains a LoRA on
@@ -143,7 +146,7 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
   std::vector<lora::QaExample> examples;
   for (const eval::DatasetFile& set : sets) {
     r.stage(who + ": compress " + std::to_string(set.documents.size()) + " training documents of " + set.path);
-    apps::compress_dataset(r.encoder, set, r.tok, store.string(), r.corpus, group);
+    apps::compress_dataset(r.encoder, set, r.tok, store.string(), r.corpus, group, r.comm.get());
     std::vector<lora::QaExample> part = apps::qa_examples(set, r.tok, store.string(), r.device);
     examples.insert(examples.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
@@ -154,6 +157,7 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
   o.loop.run_dir = (out / "run").string();
   o.loop.log_every = std::max<int64_t>(1, o.loop.steps / 20);
   o.loop.quiet = r.quiet;
+  o.loop.comm = r.comm;  // train::train checks that the ranks divide grad_accumulation
   r.stage(who + ": fine-tune " + (start.empty() ? std::string("a new adapter") : "the adapter " + start.string()) +
           " on " + std::to_string(examples.size()) + " QA pairs, " + std::to_string(o.loop.steps) + " steps");
   models::LlamaModel model = r.base;
@@ -167,7 +171,8 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
         lora::load_peft_adapters(model.config, {start.string()}, model.embed_tokens.dtype(), r.device));
   }
   lora::train_adapter(model, adapters, examples, o);
-  lora::save_peft_adapter(*adapters, 0, out.string(), c.decoder);
+  if (r.lead()) lora::save_peft_adapter(*adapters, 0, out.string(), c.decoder);  // the replicas are identical
+  r.comm->barrier();
 }
 
 // A dataset entry's file; a SCROLLS file holds the entry's dataset (eval scores it under that name).
@@ -229,11 +234,19 @@ int run_experiment(const std::vector<std::string>& argv) {
     for (const std::string& m : missing) list += "\n  " + m;
     throw std::runtime_error("run: " + config_path + " names inputs that are not there:" + list);
   }
+  // Under `lloco launch` the ranks share compression, fine-tuning (data-parallel) and predictions;
+  // rank 0 alone writes the shared files and scores.
+  train::DistributedOptions dist = apps::distributed_from_env();
+  dist.timeout_s = std::max(dist.timeout_s, 7 * 24 * 3600.0);  // ranks wait while rank 0 evaluates
+  const Device device = apps::rank_device(c.device, dist);
+  const std::shared_ptr<Communicator> comm = apps::connect_from_env(dist, device);
+  const bool lead = comm->rank() == 0;
   fs::create_directories(run_dir);
-  std::ifstream raw(config_path);
-  write_file_atomic((run_dir / "config.yaml").string(), std::string(std::istreambuf_iterator<char>(raw), {}));
+  if (lead) {
+    std::ifstream raw(config_path);
+    write_file_atomic((run_dir / "config.yaml").string(), std::string(std::istreambuf_iterator<char>(raw), {}));
+  }
 
-  const Device device = apps::parse_device(c.device);
   models::LoadOptions load;
   if (!c.dtype.empty()) load.dtype = dtype_from_name(c.dtype);
   const compress::AutoCompressor encoder = compress::AutoCompressor::load(c.encoder, load).to(device);
@@ -245,6 +258,7 @@ int run_experiment(const std::vector<std::string>& argv) {
     chunk_ranker = retrieve::dense_ranker_factory(retrieve::DenseEncoder::load(c.retriever_model, device, DType::F32));
   const auto t0 = std::chrono::steady_clock::now();
   const std::function<void(const std::string&)> stage = [&](const std::string& what) {
+    if (!lead) return;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "[%7.1f s] %s\n", secs, what.c_str());
   };
@@ -254,7 +268,7 @@ int run_experiment(const std::vector<std::string>& argv) {
   corpus.encoder_name = fs::weakly_canonical(c.encoder).string();
   corpus.docs_per_shard = c.docs_per_shard;
   corpus.quiet = quiet;
-  RunContext run{c, run_dir, encoder, base, tok, corpus, device, quiet, stage};
+  RunContext run{c, run_dir, encoder, base, tok, corpus, device, quiet, stage, comm};
   if (want_lloco) train_named_adapters(run);
   std::map<std::string, Row> table;
   for (const apps::DatasetEntry& d : c.datasets) {
@@ -264,24 +278,28 @@ int run_experiment(const std::vector<std::string>& argv) {
     std::string eval_file = d.eval, train_file = d.train;
     if (d.needle_eval) {
       eval_file = (dd / "needle_eval.jsonl").string();
-      stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_eval, tok, eval_file)) +
-            " needle cases -> " + eval_file);
+      if (lead)
+        stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_eval, tok, eval_file)) +
+              " needle cases -> " + eval_file);
     }
     if (d.needle_train) {
       train_file = (dd / "needle_train.jsonl").string();
-      stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_train, tok, train_file)) +
-            " needle training cases -> " + train_file);
+      if (lead)
+        stage(d.name + ": " + std::to_string(apps::write_needle_dataset(*d.needle_train, tok, train_file)) +
+              " needle training cases -> " + train_file);
     }
+    comm->barrier();  // the generated sets are on disk for every rank
     const eval::DatasetFile eval_data = read_entry(d, eval_file);
     // The dataset is the document group: `lloco serve --store` on this store applies its adapter.
     run.corpus.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
     stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");
-    apps::compress_dataset(encoder, eval_data, tok, store.string(), run.corpus, d.name);
+    apps::compress_dataset(encoder, eval_data, tok, store.string(), run.corpus, d.name, comm.get());
 
     fs::path adapter;
     if (want_lloco) {
       adapter = prepare_adapter(run, d, train_file);
-      compress::register_adapter(store.string(), d.name, adapter.string());
+      if (lead) compress::register_adapter(store.string(), d.name, adapter.string());
+      comm->barrier();
     }
     for (const std::string& system : c.systems) {
       models::LlamaModel model = base;
@@ -305,7 +323,8 @@ int run_experiment(const std::vector<std::string>& argv) {
       const std::string preds = (dd / system / "predictions.jsonl").string();
       fs::create_directories(dd / system);
       stage(d.name + ": predict with " + system);
-      const apps::PredictCount pc = apps::predict_dataset(model, tok, eval_data, preds, po);
+      const apps::PredictCount pc = apps::predict_sharded(*comm, model, tok, eval_data, preds, po);
+      if (!lead) continue;  // rank 0 scores the folded predictions
       table[d.name].cost[system] = pc.cost;
       eval::EvalRequest req;
       req.dataset = d.name;
@@ -323,6 +342,7 @@ int run_experiment(const std::vector<std::string>& argv) {
         if (fs::path(f).filename() == "needle.svg") stage(d.name + " / " + system + ": needle grid -> " + f);
     }
   }
+  if (!lead) return 0;
   write_results(run_dir, c, table);
   std::ifstream md(run_dir / "results.md");
   std::printf("%s", std::string(std::istreambuf_iterator<char>(md), {}).c_str());

@@ -17,6 +17,7 @@
 #include <set>
 #include <span>
 
+#include "apps/sharded.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "eval/prompts.h"
@@ -111,13 +112,17 @@ std::string RetrievalChunks::select(const std::string& question, int64_t top_k, 
 
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
-                                         const compress::CorpusOptions& options, const std::string& group) {
+                                         const compress::CorpusOptions& options, const std::string& group,
+                                         Communicator* comm) {
   const std::set<std::string> stored = compress::stored_ids(dir);
   std::vector<compress::TokenizedDoc> docs;
   for (const eval::Document& d : data.documents)
-    if (d.text && !stored.count(d.id))
-      docs.push_back({d.id, models::encode_long_document(tok, *d.text, 10000, compress::kMaxDocumentTokens), group, *d.text});
-  return compress::compress_corpus(encoder, docs, dir, options);
+    if (d.text && !stored.count(d.id)) docs.push_back({d.id, {}, group, *d.text});
+  const auto tokenize = [&tok](const std::string& text) {
+    return models::encode_long_document(tok, text, 10000, compress::kMaxDocumentTokens);
+  };
+  SingleProcessCommunicator one;
+  return compress_sharded(comm ? *comm : one, encoder, std::move(docs), dir, options, tokenize);
 }
 
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
@@ -135,6 +140,32 @@ std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const mo
   return out;
 }
 
+PredictCost read_predict_cost(const std::string& path, size_t max_examples) {
+  PredictCost c;
+  if (!fs::exists(path)) return c;
+  std::ifstream f(path);
+  const nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  if (!j.is_object() || j.value("examples", size_t{0}) > max_examples) return c;
+  c.examples = j.value("examples", size_t{0});
+  c.context_positions = j.value("context_positions", 0.0);
+  c.prefill_seconds = j.value("prefill_seconds", 0.0);
+  c.decode_seconds = j.value("decode_seconds", 0.0);
+  c.decode_tokens = j.value("decode_tokens", 0.0);
+  c.peak_host_bytes = j.value("peak_host_bytes", 0.0);
+  c.peak_host_process_wide = j.value("peak_host_process_wide", false);
+  c.peak_device_bytes = j.value("peak_device_bytes", 0.0);
+  return c;
+}
+
+void write_predict_cost(const std::string& path, const PredictCost& c) {
+  write_file_atomic(path, nlohmann::json{{"examples", c.examples}, {"context_positions", c.context_positions},
+                                         {"prefill_seconds", c.prefill_seconds}, {"decode_seconds", c.decode_seconds},
+                                         {"decode_tokens", c.decode_tokens}, {"peak_host_bytes", c.peak_host_bytes},
+                                         {"peak_host_process_wide", c.peak_host_process_wide},
+                                         {"peak_device_bytes", c.peak_device_bytes}}
+                                  .dump() + "\n");
+}
+
 PredictCount predict_dataset(const models::LlamaModel& model, const models::Tokenizer& tok, const eval::DatasetFile& data,
                              const std::string& out, const PredictOptions& o) {
   // Predictions kept from an earlier run: lines that parse and have both fields.
@@ -150,20 +181,7 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
   }
   PredictCount count;
   const std::string cost_path = out + ".cost.json";
-  if (fs::exists(cost_path)) {  // what earlier runs spent on the predictions kept above
-    std::ifstream f(cost_path);
-    const nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
-    if (j.is_object() && j.value("examples", size_t{0}) <= done.size()) {
-      count.cost.examples = j.value("examples", size_t{0});
-      count.cost.context_positions = j.value("context_positions", 0.0);
-      count.cost.prefill_seconds = j.value("prefill_seconds", 0.0);
-      count.cost.decode_seconds = j.value("decode_seconds", 0.0);
-      count.cost.decode_tokens = j.value("decode_tokens", 0.0);
-      count.cost.peak_host_bytes = j.value("peak_host_bytes", 0.0);
-      count.cost.peak_host_process_wide = j.value("peak_host_process_wide", false);
-      count.cost.peak_device_bytes = j.value("peak_device_bytes", 0.0);
-    }
-  }
+  count.cost = read_predict_cost(cost_path, done.size());  // what earlier runs spent on the predictions kept above
   LLOCO_CHECK(o.retrieval_chunk_tokens > 0 && o.retrieval_top_k > 0, "predict_dataset",
               "retrieval_chunk_tokens and retrieval_top_k must be positive, got ", o.retrieval_chunk_tokens, " and ",
               o.retrieval_top_k);
@@ -193,14 +211,7 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
     std::string text;
     for (const std::string& l : lines) text += l + "\n";
     write_file_atomic(out, text);
-    const PredictCost& c = count.cost;
-    write_file_atomic(cost_path, nlohmann::json{{"examples", c.examples}, {"context_positions", c.context_positions},
-                                                {"prefill_seconds", c.prefill_seconds},
-                                                {"decode_seconds", c.decode_seconds}, {"decode_tokens", c.decode_tokens},
-                                                {"peak_host_bytes", c.peak_host_bytes},
-                                                {"peak_host_process_wide", c.peak_host_process_wide},
-                                                {"peak_device_bytes", c.peak_device_bytes}}
-                                         .dump() + "\n");
+    write_predict_cost(cost_path, count.cost);
   };
   size_t todo = 0;
   for (const eval::Example& ex : data.examples) todo += done.count(ex.id) ? 0 : 1;

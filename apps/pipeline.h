@@ -12,16 +12,19 @@
 #include "lora/adapter_training.h"
 #include "models/generate.h"
 #include "models/llama.h"
+#include "core/collective.h"
 #include "models/tokenizer.h"
 #include "retrieve/ranker.h"
 
 namespace lloco::apps {
 
 // Compresses the dataset's documents that have text into the store `dir`, in document group `group`
-// ("" = none), with their texts for the retrievers.
+// ("" = none), with their texts for the retrievers; shared out over `comm`'s ranks when given
+// (apps/sharded.h), returning on every rank once the store is complete.
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
-                                         const compress::CorpusOptions& options, const std::string& group = "");
+                                         const compress::CorpusOptions& options, const std::string& group = "",
+                                         Communicator* comm = nullptr);
 
 // A random subset of `n` examples (all when n <= 0 or n >= their count), kept in file order, with the
 // documents they point to; the subset depends only on the seed (LLoCO: 20,000 HotpotQA training
@@ -68,10 +71,21 @@ struct PredictCount {
   PredictCost cost;
 };
 
+// A predictions file's cost record (OUT.cost.json); zeros when it is missing, unreadable, or counts
+// more than `max_examples` examples (it then belongs to other predictions).
+PredictCost read_predict_cost(const std::string& path, size_t max_examples);
+void write_predict_cost(const std::string& path, const PredictCost& cost);  // atomically
+
 // Greedy answers for every example of `data` into `out` ({"id", "prediction"} lines, what `lloco
 // eval` reads); examples already answered in `out` are kept and skipped.
 PredictCount predict_dataset(const models::LlamaModel& model, const models::Tokenizer& tok, const eval::DatasetFile& data,
                              const std::string& out, const PredictOptions& options);
+
+// predict_dataset over the ranks: the questions `out` has no answer for yet are shared out, each rank
+// answers into OUT.rank-R, and rank 0 folds those files (and their cost records) into `out`.
+// The returned cost is the whole file's on rank 0; other ranks get their own part's.
+PredictCount predict_sharded(Communicator& comm, const models::LlamaModel& model, const models::Tokenizer& tok,
+                             const eval::DatasetFile& data, const std::string& out, const PredictOptions& options);
 
 // A document cut into chunks of chunk_tokens LLaMA tokens for the retrieved-text baseline, ranked by
 // `make_ranker` over each chunk's decoded text (BM25's Lucene variant by default; Contriever in LLoCO). A cut that would split a UTF-8 character

@@ -154,8 +154,6 @@ TrainResult train(Optimizer& optimizer, const std::function<double(int64_t)>& lr
               "bad options: steps ", o.steps, ", grad_accumulation ", o.grad_accumulation, ", log_every ", o.log_every,
               ", checkpoint_every ", o.checkpoint_every);
   const int world = o.comm ? o.comm->world_size() : 1, rank = o.comm ? o.comm->rank() : 0;
-  LLOCO_CHECK(o.grad_accumulation % world == 0, op, "grad_accumulation ", o.grad_accumulation,
-              " is not a multiple of the world size ", world, " (the ranks share each step's micro-batches)");
   const bool lead = rank == 0, quiet = o.quiet || !lead;
   const fs::path dir = o.run_dir;
   const fs::path ckpt = dir / "checkpoint.safetensors", metrics_path = dir / "metrics.jsonl";
@@ -179,6 +177,10 @@ TrainResult train(Optimizer& optimizer, const std::function<double(int64_t)>& lr
                   ": every rank must see the same run directory ", o.run_dir);
     broadcast_params(*o.comm, optimizer.params());
   }
+  // Checked after the resume: a finished run may be reopened with any number of ranks.
+  LLOCO_CHECK(r.first_step == o.steps || o.grad_accumulation % world == 0, op, "grad_accumulation ",
+              o.grad_accumulation, " is not a multiple of the world size ", world,
+              " (the ranks share each step's micro-batches)");
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_done = 0, step = r.first_step;
   for (; step < o.steps; ++step) {
