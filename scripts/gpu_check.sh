@@ -12,7 +12,8 @@
 # Env: GPU_CHECK_ARCHS (default 90a), GPU_CHECK_JOBS (default: all cores), GPU_CHECK_BUDGET (seconds,
 #      default 540), GPU_CHECK_SANITIZER=0 / GPU_CHECK_BENCH=0 / GPU_CHECK_PEERS=0 to skip a part,
 #      GPU_CHECK_PYTHON (default python3, for the peers and the plot), GPU_CHECK_BUILD_DIR (build-gpu),
-#      GPU_CHECK_TESTS=0 (no tests and no sanitizer), GPU_CHECK_BENCHES="llama_bench ..." (a subset).
+#      GPU_CHECK_TESTS=0 (no tests and no sanitizer), GPU_CHECK_BENCHES="llama_bench ..." (a subset),
+#      GPU_CHECK_DP=0 (no data-parallel smoke: scripts/dp_smoke.sh, two ranks sharing the GPU).
 #      LLOCO_NCCL_LIBRARY (libnccl.so.2 for test_cuda_nccl; default: $GPU_CHECK_PYTHON's nvidia-nccl wheel).
 #      A follow-up call on the still-warm machine (build dir kept) can finish what the first one ran
 #      out of time for, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_PEERS=0 GPU_CHECK_BENCHES=llama_bench.
@@ -101,6 +102,8 @@ if [[ ${GPU_CHECK_TESTS:-1} == 0 ]]; then
   TESTS=()
   GPU_CHECK_SANITIZER=0
 fi
+APPS=()
+[[ ${GPU_CHECK_TESTS:-1} != 0 && ${GPU_CHECK_DP:-1} != 0 ]] && APPS=(lloco)  # the data-parallel smoke below
 ABSENT=()
 PRESENT=()
 for t in "${TESTS[@]}"; do
@@ -113,7 +116,7 @@ t0=$(date +%s)
 {
   cmake -S . -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLLOCO_CUDA=ON -DLLOCO_CUDA_ARCHS="$ARCHS" \
     -DLLOCO_BUILD_TESTS=ON -DLLOCO_BUILD_BENCH=ON -DPKG_CONFIG_EXECUTABLE="$PKGCONF" &&
-    nice -n 10 cmake --build "$BUILD" -j "$JOBS" --target "${TESTS[@]}" "${BENCHES[@]}" -- "${KEEP_GOING[@]}"
+    nice -n 10 cmake --build "$BUILD" -j "$JOBS" --target "${TESTS[@]}" "${BENCHES[@]}" "${APPS[@]}" -- "${KEEP_GOING[@]}"
 } > "$OUT_DIR/build.log" 2>&1
 rc=$?
 status=0
@@ -177,6 +180,21 @@ if (( ${#SAN_PIDS[@]} )); then
   wait "${SAN_PIDS[@]}"
   cat "$TMP"/*.memcheck "$TMP"/*.racecheck > "$OUT_DIR/sanitizer.log" 2>/dev/null
   say "sanitizer: done at $(elapsed) s"
+fi
+
+# ---- data parallelism: two ranks of `lloco launch` sharing the GPU (socket group, host-staged) -----
+if (( ${#APPS[@]} )); then
+  LL=$(find "$BUILD/apps" -maxdepth 1 -name lloco -type f -perm -u+x 2>/dev/null | head -1)
+  if [[ -z $LL ]]; then
+    say "data-parallel: lloco not built"
+    status=1
+  else
+    echo "===== dp_smoke" >> "$OUT_DIR/tests.log"
+    timeout "$(cap 120)" bash scripts/dp_smoke.sh "$LL" "$TMP/dp" cuda:0 >> "$OUT_DIR/tests.log" 2>&1
+    rc=$?
+    say "$(grep -h "^data-parallel on" "$OUT_DIR/tests.log" | tail -1) (rc=$rc)"
+    (( rc )) && status=1
+  fi
 fi
 
 # ---- benchmarks (alone on the GPU) ---------------------------------------------------------------
