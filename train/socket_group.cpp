@@ -301,12 +301,17 @@ void SocketGroup::ring_all_reduce(Acc* data, int64_t n) {
   auto begin = [&](int c) { return n * c / world_; };
   auto length = [&](int c) { return static_cast<size_t>(begin(c + 1) - begin(c)); };
   auto chunk_of = [&](int c) { return ((c % world_) + world_) % world_; };
-  std::vector<Acc> incoming(static_cast<size_t>(n / world_ + 1));  // a chunk has floor or ceil of n/W
+  const size_t need = static_cast<size_t>(n / world_ + 1) * sizeof(Acc);  // a chunk has floor or ceil of n/W
+  if (scratch_bytes_ < need) {
+    scratch_ = std::make_unique_for_overwrite<char[]>(need);
+    scratch_bytes_ = need;
+  }
+  Acc* incoming = reinterpret_cast<Acc*>(scratch_.get());
   // Reduce-scatter: after step s, chunk r-s-1 on rank r holds the sum over ranks r-s-1..r, so after
   // W-1 steps rank r alone holds the complete sum of chunk r+1.
   for (int s = 0; s < world_ - 1; ++s) {
     int send_c = chunk_of(rank_ - s), recv_c = chunk_of(rank_ - s - 1);
-    transfer(&next_, data + begin(send_c), length(send_c) * sizeof(Acc), &prev_, incoming.data(),
+    transfer(&next_, data + begin(send_c), length(send_c) * sizeof(Acc), &prev_, incoming,
              length(recv_c) * sizeof(Acc), timeout_s_, "all_reduce_sum");
     Acc* acc = data + begin(recv_c);
     for (size_t i = 0; i < length(recv_c); ++i) acc[i] += incoming[i];
