@@ -39,7 +39,7 @@ with that rank's status.
   --node-rank K        this machine's index (default 0): its ranks are K*N .. K*N+N-1
   --master-addr HOST   where rank 0 listens (default 127.0.0.1; required when --nnodes > 1)
   --master-port P      its port (default: a free one; required when --nnodes > 1)
-  --no-bind-devices    leave CUDA_VISIBLE_DEVICES alone (ranks pick cuda:LOCAL_RANK themselves)
+  --no-bind-devices    leave CUDA_VISIBLE_DEVICES alone (ranks then share a GPU: --device cuda:0)
   --no-prefix          pass the ranks' output through unprefixed
   --grace S            seconds between SIGTERM and SIGKILL when stopping the group (default 10)
 )";

@@ -51,7 +51,12 @@ train::DistributedOptions distributed_from_env() {
 Device rank_device(const std::string& device_arg, const train::DistributedOptions& options) {
   const Device d = parse_device(device_arg);
   const bool bound = std::string(env_or("LLOCO_DEVICE_BOUND", "0")) == "1";
-  if (d.type == DeviceType::CUDA && device_arg == "cuda" && !bound) return cuda(options.local_rank);
+  // The CUDA backend runs on the process's current GPU (the first of CUDA_VISIBLE_DEVICES, fixed when
+  // it starts), so ranks on one machine need one visible GPU each; sharing one is asked for by name.
+  if (d.type == DeviceType::CUDA && device_arg == "cuda" && !bound && options.world_size > 1)
+    throw std::runtime_error("--device cuda with " + std::to_string(options.world_size) +
+                             " ranks: start them with `lloco launch` (one GPU each), or set CUDA_VISIBLE_DEVICES to "
+                             "this rank's GPU and LLOCO_DEVICE_BOUND=1; --device cuda:0 shares the first GPU");
   return d;
 }
 

@@ -15,8 +15,9 @@ namespace lloco::apps {
 // variable and the value.
 train::DistributedOptions distributed_from_env();
 
-// This rank's device for a --device value: a bare "cuda" becomes cuda:LOCAL_RANK, unless the launcher
-// already bound one GPU to the process (LLOCO_DEVICE_BOUND=1, CUDA_VISIBLE_DEVICES narrowed).
+// This rank's device for a --device value. A bare "cuda" over several ranks needs a GPU bound to each
+// process (LLOCO_DEVICE_BOUND=1 with CUDA_VISIBLE_DEVICES narrowed, as `lloco launch` does) and is an
+// error otherwise; "cuda:0" over several ranks shares the first GPU on purpose.
 Device rank_device(const std::string& device_arg, const train::DistributedOptions& options);
 
 // The communicator for tensors on `device` (a one-process group when world_size is 1), announced on
