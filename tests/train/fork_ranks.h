@@ -1,7 +1,9 @@
-// Runs a function as W forked processes, one per rank of a socket group (file:// rendezvous in a
-// fresh directory), for tests of multi-process code on one machine. A child never returns into
-// GoogleTest: it reports a failure on stderr and through its exit status, which the parent checks.
+// Runs functions in forked processes (e.g. one per rank of a socket group, joined through a file://
+// rendezvous in a fresh directory), for tests of multi-process code on one machine. A child never
+// returns into GoogleTest: it reports a failure on stderr and through its exit status, which the
+// parent checks.
 #pragma once
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,50 +34,35 @@ inline DistributedOptions file_group(const std::filesystem::path& dir, int rank,
   return o;
 }
 
-// Forks `world` children running body(rank, communicator); returns each child's exit status (0 when
-// body returned normally, 1 when it threw, 2 when the group could not form, -1 when it had to be
-// killed after `limit_s`). `dir` must be fresh: it holds the rendezvous file.
-inline std::vector<int> run_ranks(int world, const std::filesystem::path& dir,
-                                  const std::function<void(int rank, Communicator& comm)>& body, double limit_s = 60) {
-  std::filesystem::create_directories(dir);
-  std::fflush(stdout);
-  std::fflush(stderr);
+// Forks `count` children running body(i) and waits for them; returns each child's exit status (0 when
+// body returned, 1 when it threw, after printing why; -1 when it had to be killed after `limit_s`).
+// A child never returns into the caller.
+inline std::vector<int> fork_children(int count, const std::function<void(int)>& body, double limit_s = 60) {
+  std::fflush(nullptr);  // or buffered output would be written once per child too
   std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
+  for (int i = 0; i < count; ++i) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       int code = 0;
-      std::shared_ptr<Communicator> comm;
       try {
-        comm = connect_socket_group(file_group(dir, r, world));
+        body(i);
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "[rank %d] group: %s\n", r, e.what());
-        ::_exit(2);
-      }
-      try {
-        body(r, *comm);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "[rank %d] %s\n", r, e.what());
+        std::fprintf(stderr, "[child %d] %s\n", i, e.what());
         code = 1;
       }
-      std::fflush(stderr);
+      std::fflush(nullptr);
       ::_exit(code);
     }
     pids.push_back(pid);
   }
-  std::vector<int> codes(static_cast<size_t>(world), -1);
+  std::vector<int> codes(static_cast<size_t>(count), -1);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
   for (size_t done = 0; done < pids.size();) {
-    done = 0;
-    for (size_t r = 0; r < pids.size(); ++r) {
-      if (pids[r] <= 0) {
-        ++done;
-        continue;
-      }
+    for (size_t i = 0; i < pids.size(); ++i) {
       int status = 0;
-      if (::waitpid(pids[r], &status, WNOHANG) == pids[r]) {
-        codes[r] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        pids[r] = 0;
+      if (pids[i] > 0 && ::waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        pids[i] = 0;
         ++done;
       }
     }
@@ -89,9 +77,23 @@ inline std::vector<int> run_ranks(int world, const std::filesystem::path& dir,
   return codes;
 }
 
+// Forks `world` ranks, each joining the socket group through a file in the fresh directory `dir`
+// and running body(rank, communicator); returns their exit statuses as fork_children does.
+inline std::vector<int> run_ranks(int world, const std::filesystem::path& dir,
+                                  const std::function<void(int rank, Communicator& comm)>& body, double limit_s = 60) {
+  std::filesystem::create_directories(dir);
+  return fork_children(
+      world,
+      [&](int rank) {
+        const std::shared_ptr<Communicator> comm = connect_socket_group(file_group(dir, rank, world));
+        body(rank, *comm);
+      },
+      limit_s);
+}
+
 // Throws (failing the rank) when `ok` is false.
 inline void require(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error("check failed: " + what);
+  if (!ok) throw std::runtime_error(what);
 }
 
 }  // namespace lloco::train::testing

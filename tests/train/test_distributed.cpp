@@ -23,16 +23,14 @@
 
 #include "core/collective.h"
 #include "core/tensor.h"
+#include "tests/train/fork_ranks.h"
 #include "train/distributed.h"
 
 namespace lloco::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-void require(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error(what);
-}
+using testing::require;
 
 std::string error_of(const std::function<void()>& body) {
   try {
@@ -80,48 +78,10 @@ DistributedOptions options(int rank, int world, const std::string& init, double 
 
 // Runs body(index) in `count` forked children and expects each to exit 0 within `limit_s`.
 void run_children(int count, const std::function<void(int)>& body, double limit_s = 20) {
-  std::fflush(nullptr);  // or buffered output would be written once per child too
-  std::vector<pid_t> pids;
-  for (int i = 0; i < count; ++i) {
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0) << "fork failed";
-    if (pid == 0) {
-      int code = 0;
-      try {
-        body(i);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "child %d failed: %s\n", i, e.what());
-        code = 1;
-      }
-      std::fflush(nullptr);
-      ::_exit(code);
-    }
-    pids.push_back(pid);
-  }
-  const auto deadline = Clock::now() + std::chrono::duration<double>(limit_s);
-  std::vector<int> status(pids.size(), -1);
-  size_t done = 0;
-  while (done < pids.size() && Clock::now() < deadline) {
-    for (size_t i = 0; i < pids.size(); ++i) {
-      if (status[i] != -1) continue;
-      int s = 0;
-      if (::waitpid(pids[i], &s, WNOHANG) == pids[i]) {
-        status[i] = s;
-        ++done;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  for (size_t i = 0; i < pids.size(); ++i) {
-    if (status[i] == -1) {
-      ::kill(pids[i], SIGKILL);
-      ::waitpid(pids[i], nullptr, 0);
-      ADD_FAILURE() << "child " << i << " still running after " << limit_s << " s";
-      continue;
-    }
-    EXPECT_TRUE(WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0)
-        << "child " << i << " failed (status " << status[i] << "); see its message above";
-  }
+  const std::vector<int> codes = testing::fork_children(count, body, limit_s);
+  for (size_t i = 0; i < codes.size(); ++i)
+    EXPECT_EQ(codes[i], 0) << "child " << i << " failed (1) or was killed after " << limit_s
+                           << " s (-1); see its message above";
 }
 
 // `world` ranks that each connect through a fresh file:// rendezvous and run body(comm).
