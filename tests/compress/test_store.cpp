@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "compress/store.h"
+#include "tests/compress/tiny_store.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -21,33 +22,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kAcDir = std::string(LLOCO_FIXTURES_DIR) + "/compress/tiny_ac";
-
-std::vector<TokenizedDoc> corpus(int n) {
-  std::vector<TokenizedDoc> docs;
-  for (int d = 0; d < n; ++d) {
-    TokenizedDoc doc;
-    doc.id = "doc-" + std::to_string(d);
-    for (int i = 0; i < 4 + 3 * d; ++i) doc.ids.push_back(3 + (d * 13 + i * 7) % 60);
-    docs.push_back(doc);
-  }
-  return docs;
-}
-
-CorpusOptions options() {
-  CorpusOptions o;
-  o.compress.segment_length = 5;
-  o.encoder_name = "tests/fixtures/compress/tiny_ac";
-  o.docs_per_shard = 2;
-  o.quiet = true;
-  return o;
-}
-
-fs::path fresh(const std::string& name) {
-  const fs::path d = fs::path(::testing::TempDir()) / name;
-  fs::remove_all(d);
-  return d;
-}
+using testing::fresh;
+using testing::kAcDir;
+std::vector<TokenizedDoc> corpus(int n) { return testing::tiny_corpus(n); }
+CorpusOptions options() { return testing::tiny_options(); }
 
 void expect_store_matches(const fs::path& dir, const AutoCompressor& ac, const std::vector<TokenizedDoc>& docs) {
   const StoreManifest m = StoreManifest::read((dir / "manifest.json").string());

@@ -16,6 +16,7 @@
 
 #include "compress/store.h"
 #include "compress/store_merge.h"
+#include "tests/compress/tiny_store.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 
@@ -24,31 +25,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kAcDir = std::string(LLOCO_FIXTURES_DIR) + "/compress/tiny_ac";
+using testing::fresh;
+using testing::kAcDir;
 
-// Documents of 4, 7, 10, ... tokens in groups "a", "b" and none, with texts.
+// The tiny corpus in groups "a", "b" and none, with texts.
 std::vector<TokenizedDoc> corpus(int n) {
-  std::vector<TokenizedDoc> docs;
-  for (int d = 0; d < n; ++d) {
-    TokenizedDoc doc;
-    doc.id = "doc-" + std::to_string(d);
-    for (int i = 0; i < 4 + 3 * d; ++i) doc.ids.push_back(3 + (d * 13 + i * 7) % 60);
-    doc.group = d % 3 == 0 ? "a" : d % 3 == 1 ? "b" : "";
-    doc.text = "the text of " + doc.id;
-    docs.push_back(doc);
+  std::vector<TokenizedDoc> docs = testing::tiny_corpus(n);
+  for (size_t d = 0; d < docs.size(); ++d) {
+    docs[d].group = d % 3 == 0 ? "a" : d % 3 == 1 ? "b" : "";
+    docs[d].text = "the text of " + docs[d].id;
   }
   return docs;
 }
 
 // Chunks of 4 tokens with texts, as `lloco compress --chunk-tokens` writes them.
 CorpusOptions options() {
-  CorpusOptions o;
-  o.compress.segment_length = 5;
-  o.encoder_name = "tests/fixtures/compress/tiny_ac";
+  CorpusOptions o = testing::tiny_options();
   o.chunk_tokens = 4;
   o.group_dataset = "qmsum";
-  o.docs_per_shard = 2;
-  o.quiet = true;
   o.decode = [](const std::vector<int32_t>& ids) {
     std::string t;
     for (int32_t id : ids) {
@@ -66,12 +60,6 @@ MergeOptions quiet_merge(bool move = false) {
   m.move = move;
   m.quiet = true;
   return m;
-}
-
-fs::path fresh(const std::string& name) {
-  const fs::path d = fs::path(::testing::TempDir()) / name;
-  fs::remove_all(d);
-  return d;
 }
 
 std::vector<TokenizedDoc> pick(const std::vector<TokenizedDoc>& docs, std::initializer_list<int> which) {
