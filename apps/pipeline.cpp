@@ -140,6 +140,19 @@ std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const mo
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> read_prediction_lines(const std::string& path) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  std::set<std::string> seen;
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("id") && j["id"].is_string() && j.contains("prediction") &&
+        seen.insert(j["id"].get<std::string>()).second)
+      lines.emplace_back(j["id"].get<std::string>(), line);
+  }
+  return lines;
+}
+
 PredictCost read_predict_cost(const std::string& path, size_t max_examples) {
   PredictCost c;
   if (!fs::exists(path)) return c;
@@ -168,16 +181,12 @@ void write_predict_cost(const std::string& path, const PredictCost& c) {
 
 PredictCount predict_dataset(const models::LlamaModel& model, const models::Tokenizer& tok, const eval::DatasetFile& data,
                              const std::string& out, const PredictOptions& o) {
-  // Predictions kept from an earlier run: lines that parse and have both fields.
+  // Predictions kept from an earlier run.
   std::vector<std::string> lines;
   std::set<std::string> done;
-  if (fs::exists(out)) {
-    std::ifstream f(out);
-    for (std::string line; std::getline(f, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_object() && j.contains("id") && j["id"].is_string() && j.contains("prediction") && done.insert(j["id"]).second)
-        lines.push_back(line);
-    }
+  for (auto& [id, line] : read_prediction_lines(out)) {
+    done.insert(id);
+    lines.push_back(std::move(line));
   }
   PredictCount count;
   const std::string cost_path = out + ".cost.json";

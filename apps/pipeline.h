@@ -71,6 +71,10 @@ struct PredictCount {
   PredictCost cost;
 };
 
+// The (id, line) pairs of a predictions file's lines that parse and have both fields, the first per
+// id, in file order; none when the file is missing.
+std::vector<std::pair<std::string, std::string>> read_prediction_lines(const std::string& path);
+
 // A predictions file's cost record (OUT.cost.json); zeros when it is missing, unreadable, or counts
 // more than `max_examples` examples (it then belongs to other predictions).
 PredictCost read_predict_cost(const std::string& path, size_t max_examples);

@@ -2,8 +2,6 @@
 // ranks' answer files into the one a single process writes.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "apps/pipeline.h"
@@ -14,18 +12,6 @@ namespace lloco::apps {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Valid prediction lines of `path` ({"id", "prediction"}), first answer per id.
-std::vector<std::pair<std::string, std::string>> prediction_lines(const std::string& path) {
-  std::vector<std::pair<std::string, std::string>> lines;
-  std::ifstream f(path);
-  for (std::string line; std::getline(f, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("id") && j["id"].is_string() && j.contains("prediction"))
-      lines.emplace_back(j["id"].get<std::string>(), line);
-  }
-  return lines;
-}
 
 std::string rank_file(const std::string& out, int rank) { return out + ".rank-" + std::to_string(rank); }
 
@@ -41,14 +27,14 @@ PredictCost fold_rank_predictions(const std::string& out) {
     if (name.rfind(prefix, 0) == 0 && name.find(".cost.json") == std::string::npos) parts.push_back(e.path().string());
   }
   std::sort(parts.begin(), parts.end());
-  std::vector<std::pair<std::string, std::string>> lines = prediction_lines(out);
+  std::vector<std::pair<std::string, std::string>> lines = read_prediction_lines(out);
   std::set<std::string> ids;
   for (const auto& [id, line] : lines) ids.insert(id);
   PredictCost total = read_predict_cost(out + ".cost.json", ids.size());
   if (parts.empty()) return total;
   for (const std::string& part : parts) {
     size_t added = 0;
-    for (auto& [id, line] : prediction_lines(part))
+    for (auto& [id, line] : read_prediction_lines(part))
       if (ids.insert(id).second) lines.emplace_back(id, line), ++added;
     if (added == 0) continue;
     const PredictCost c = read_predict_cost(part + ".cost.json", added);
@@ -81,7 +67,7 @@ PredictCount predict_sharded(Communicator& comm, const models::LlamaModel& model
   if (rank == 0) fold_rank_predictions(out);  // an earlier, stopped run's parts
   comm.barrier();
   std::set<std::string> done;
-  for (const auto& [id, line] : prediction_lines(out)) done.insert(id);
+  for (const auto& [id, line] : read_prediction_lines(out)) done.insert(id);
   eval::DatasetFile part = data;
   part.examples.clear();
   size_t k = 0;
