@@ -11,8 +11,9 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
-#include "apps/distributed_env.h"
 #include "apps/dataset_args.h"
+#include "apps/distributed_env.h"
+#include "apps/train_args.h"
 #include "compress/ac_training.h"
 #include "eval/io.h"
 #include "models/tokenizer.h"
@@ -108,17 +109,10 @@ int run_compress_train(const std::vector<std::string>& argv) {
   o.substeps = args.integer("substeps", 2);
   o.segments_per_substep = args.integer("segments-per-substep", 2);
   o.loop.grad_accumulation = args.integer("grad-accum", 32);
-  if (o.loop.grad_accumulation < 1 || o.loop.grad_accumulation % comm->world_size() != 0)
-    throw std::runtime_error("--grad-accum must be a positive multiple of the " + std::to_string(comm->world_size()) +
-                             " ranks, got " + std::to_string(o.loop.grad_accumulation));
-  o.loop.comm = comm;
+  if (o.loop.grad_accumulation < 1) throw std::runtime_error("--grad-accum must be >= 1");
   const auto n_seq = static_cast<int64_t>(sequences.size());
   o.loop.steps = args.integer("steps", (n_seq + o.loop.grad_accumulation - 1) / o.loop.grad_accumulation);
-  o.loop.max_grad_norm = args.real("max-grad-norm", 1.0);
-  o.loop.checkpoint_every = args.integer("checkpoint-every", 0);
-  o.loop.log_every = std::max<int64_t>(1, o.loop.steps / 20);
-  o.loop.run_dir = args.str("run-dir", (fs::path(out) / "run").string());
-  o.loop.quiet = args.flag("quiet");
+  apps::read_loop_args(args, out, comm, o.loop);
   o.lr = args.real("lr", 8e-4);
   o.schedule = args.str("schedule", "linear");
   o.warmup_steps = args.integer("warmup-steps", 5000);

@@ -15,6 +15,7 @@
 #include "apps/dataset_args.h"
 #include "apps/distributed_env.h"
 #include "apps/pipeline.h"
+#include "apps/train_args.h"
 #include "compress/autocompressor.h"
 #include "compress/store.h"
 #include "eval/io.h"
@@ -148,20 +149,12 @@ int run_finetune(const std::vector<std::string>& argv) {
   o.loop.steps = args.has("steps") ? args.integer("steps", 0)
                                    : lora::steps_for_epochs(static_cast<int64_t>(examples.size()), args.real("epochs", 3.0),
                                                             o.batch_size, o.loop.grad_accumulation);
-  o.loop.max_grad_norm = args.real("max-grad-norm", 1.0);
-  o.loop.checkpoint_every = args.integer("checkpoint-every", 0);
-  o.loop.log_every = std::max<int64_t>(1, o.loop.steps / 20);
-  o.loop.run_dir = args.str("run-dir", (fs::path(out) / "run").string());
-  o.loop.quiet = args.flag("quiet");
+  apps::read_loop_args(args, out, comm, o.loop);
   o.lr = args.real("lr", 2e-5);
   o.schedule = args.str("schedule", "cosine");
   o.warmup_ratio = args.real("warmup-ratio", 0.04);
   o.weight_decay = args.real("weight-decay", 0.0);
   o.seed = seed;
-  if (o.loop.grad_accumulation % comm->world_size() != 0)
-    throw std::runtime_error("--grad-accum " + std::to_string(o.loop.grad_accumulation) + " must be a multiple of the " +
-                             std::to_string(comm->world_size()) + " ranks (each runs an equal share of a step)");
-  o.loop.comm = comm;
   if (lead)
     std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents, %lld steps of %lld x %lld examples%s\n",
                  examples.size(), summaries.size(), static_cast<long long>(o.loop.steps),
