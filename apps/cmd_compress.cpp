@@ -88,7 +88,9 @@ int run_compress(const std::vector<std::string>& argv) {
   const Device device = apps::rank_device(args.str("device", "cpu"), dist);
   const std::shared_ptr<Communicator> comm = apps::connect_from_env(dist, cpu());
   const std::string out = args.str("out", "");
-  const std::set<std::string> stored = compress::stored_ids(out);  // not read again (ranks may merge first)
+  // A first filter, so stored texts are not kept; compress_sharded filters again after merging the
+  // rank stores an earlier, stopped run left.
+  const std::set<std::string> stored = compress::stored_ids(out);
   const compress::AutoCompressor encoder = compress::AutoCompressor::load(encoder_dir, load).to(device);
 
   std::unique_ptr<models::Tokenizer> tok;
