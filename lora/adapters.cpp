@@ -241,10 +241,21 @@ std::shared_ptr<LoraBinding> attach(models::LlamaModel& model, std::shared_ptr<L
     const Tensor delta = lora_delta(xd, ad.a(layer, which), ad.b(layer, which), ad.config().scale(), seg);
     return add(linear(x, w), delta.reshape({B, S, delta.size(1)}));
   };
+  model.projection_hook_parameters = [binding](int64_t layer) {
+    std::vector<Tensor> out;
+    for (Proj p : binding->adapters->config().targets) {
+      out.push_back(binding->adapters->a(layer, p));
+      out.push_back(binding->adapters->b(layer, p));
+    }
+    return out;
+  };
   return binding;
 }
 
-void detach(models::LlamaModel& model) { model.projection_hook = nullptr; }
+void detach(models::LlamaModel& model) {
+  model.projection_hook = nullptr;
+  model.projection_hook_parameters = nullptr;
+}
 
 models::LlamaModel merge(const models::LlamaModel& model, const LoraAdapters& adapters, int64_t adapter) {
   const char* op = "lora::merge";
@@ -253,6 +264,7 @@ models::LlamaModel merge(const models::LlamaModel& model, const LoraAdapters& ad
   LLOCO_CHECK_EQ(adapters.num_layers(), model.config.num_layers, op, "adapter layers vs model layers");
   models::LlamaModel out = model;
   out.projection_hook = nullptr;
+  out.projection_hook_parameters = nullptr;
   for (int64_t l = 0; l < model.config.num_layers; ++l) {
     models::LlamaLayer& L = out.layers[l];
     Tensor* slots[] = {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj};

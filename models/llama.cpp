@@ -362,6 +362,10 @@ ForwardOutput LlamaModel::forward(const ForwardInput& in, KVCache* cache) const 
     // Weights go in as block inputs so their gradients flow even when x itself needs none.
     std::vector<Tensor> inputs = {x,           L.input_norm, L.q_proj,    L.k_proj,  L.v_proj,
                                   L.o_proj,    L.post_norm,  L.gate_proj, L.up_proj, L.down_proj};
+    if (projection_hook && projection_hook_parameters) {  // read by the hook as captured leaves, not from t[]
+      const std::vector<Tensor> hooked = projection_hook_parameters(l);
+      inputs.insert(inputs.end(), hooked.begin(), hooked.end());
+    }
     x = checkpoint(
         [this, l, tables, mask](const std::vector<Tensor>& t) {
           const LlamaLayer W{t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9]};

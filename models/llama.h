@@ -58,6 +58,10 @@ struct LlamaLayer {
 enum class Proj : uint8_t { Q, K, V, O, Gate, Up, Down };
 // Replaces linear(x, weight) for one projection (e.g. to add a LoRA delta). x [..., in] -> [..., out].
 using ProjectionHook = std::function<Tensor(int64_t layer, Proj which, const Tensor& x, const Tensor& weight)>;
+// The tensors a ProjectionHook reads for one layer (a LoRA's A and B). A checkpointed layer takes them
+// as block inputs: with a frozen base neither x nor the layer's weights need gradients, and without
+// them the layer would not be recorded at all and the hook's weights would get none.
+using HookParameters = std::function<std::vector<Tensor>(int64_t layer)>;
 
 struct ForwardInput {
   Tensor input_ids;          // [B, T] i32/i64 (or undefined when inputs_embeds is given)
@@ -85,6 +89,7 @@ struct LlamaModel {
   Tensor lm_head;  // [V, D]; the same tensor as embed_tokens when tied
   bool gradient_checkpointing = false;  // recompute each layer in backward (lloco::checkpoint)
   ProjectionHook projection_hook;       // optional
+  HookParameters projection_hook_parameters;  // optional, set with projection_hook when it trains
 
   // N(0, 0.02) weights, unit norms (HF initializer), deterministic in seed. Every tensor is drawn
   // directly on `device` (Philox: the same values on every device), so a 7B model never touches the host.

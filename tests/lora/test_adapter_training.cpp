@@ -1,6 +1,6 @@
 // LLoCO fine-tuning of one adapter (lora/adapter_training.h): the batch layout and answer-only labels
 // of the PEFT fixture, one optimizer step equal to PEFT + torch AdamW (clipped), right padding that
-// leaves every sequence's logits unchanged, a loss that falls on a small synthetic group with the
+// leaves every sequence's logits unchanged, the same step with every layer checkpointed, a loss that falls on a small synthetic group with the
 // base frozen, and a stopped-and-resumed run (with LoRA dropout on) ending bit-identical.
 #include <gtest/gtest.h>
 
@@ -56,6 +56,20 @@ TEST(AdapterTraining, OneStepMatchesPeftAndTorchAdamW) {
     EXPECT_GT(max_abs_diff(w, load_safetensors(kAdapterDir + "/adapter_model.safetensors").get(name)), 1e-3)
         << name << " did not move";
   }
+}
+
+// Every layer recomputed in backward: the frozen base gives no block input a gradient, so the LoRA
+// weights the hook reads must still reach the optimizer, with PEFT's step.
+TEST(AdapterTraining, GradientCheckpointingGivesPeftsStep) {
+  models::LlamaModel model = models::load_hf_model(kModelDir);
+  model.gradient_checkpointing = true;
+  const SafetensorsFile ex = load_safetensors(kExpected);
+  auto adapters = std::make_shared<LoraAdapters>(load_peft_adapters(model.config, {kAdapterDir}));
+  const train::TrainResult r = train_adapter(model, adapters, fixture_examples(ex), testing::fixture_step_options());
+  ASSERT_EQ(r.losses.size(), 1u);
+  EXPECT_NEAR(r.losses[0], ex.get("loss").item(), 1e-5);
+  for (const auto& [name, w] : adapters->named_weights(0))
+    EXPECT_LE(max_abs_diff(w, ex.get("after_step." + name)), 2e-6) << name;
 }
 
 TEST(AdapterTraining, RightPaddingLeavesEachSequenceUnchanged) {
