@@ -2,6 +2,7 @@
 // each with its document's summary vectors (from a `lloco compress` store) in front of the prompt,
 // and writes the adapter as a PEFT directory. Only argv and the JSONL fields are handled here; the
 // work is lora::train_adapter.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include "apps/args.h"
 #include "apps/command.h"
+#include "apps/context_args.h"
 #include "apps/dataset_args.h"
 #include "apps/distributed_env.h"
 #include "apps/pipeline.h"
@@ -29,14 +31,17 @@ namespace fs = std::filesystem;
 using namespace lloco;
 
 constexpr const char* kUsage = R"(usage: lloco finetune --model DIR --store DIR (--qa FILE.jsonl | --dataset-file F) --out ADAPTER_DIR [options]
+       lloco finetune --model DIR --context KIND --dataset-file F --out ADAPTER_DIR [options]
 
 Fine-tunes one LoRA adapter (LLoCO: r 8, alpha 16, dropout 0.05 on q/k/v/o) on QA pairs with each
 pair's compressed document prepended; the loss covers the answer (+ EOS) only. The run checkpoints
-into --run-dir and continues from there when started again.
+into --run-dir and continues from there when started again. With --context and a --dataset-file, the
+pairs get that context instead (LLoCO's Table 2: the decoder fine-tuned on the uncompressed document,
+truncated to its window); `lloco predict` with the same context options asks it the same way.
 
   --model DIR            decoder: an HF LLaMA directory or an AutoCompressor's (LLoCO decodes with those)
   --store DIR            the `lloco compress` store holding the documents' summary vectors
-  --qa FILE              JSONL, one QA pair per line
+)" "%s%s" R"(  --qa FILE              JSONL, one QA pair per line
 )" "%s" R"(                         (its examples: LLoCO's prompt for the dataset, the reference answer + EOS)
   --doc-field NAME       the pair's document id in the store (default "doc_id")
   --prompt-field NAME    prompt text (default "prompt"; encoded without BOS, as LLoCO prompts)
@@ -67,19 +72,25 @@ int run_finetune(const std::vector<std::string>& argv) {
       {"model", "store", "qa", "dataset-file", "format", "out", "doc-field", "prompt-field", "answer-field", "prompt-ids-field",
        "answer-ids-field", "tokenizer", "run-dir", "epochs", "steps", "batch-size", "grad-accum", "lr", "schedule",
        "warmup-ratio", "weight-decay", "max-grad-norm", "rank", "alpha", "dropout", "targets", "seed",
-       "checkpoint-every", "dtype", "device", "group"},
+       "checkpoint-every", "dtype", "device", "group", "context", "text-budget", "retrieval-chunk-tokens",
+       "retrieval-top-k", "retriever-model"},
       {"gradient-checkpointing", "quiet", "skip-bad-lines", "help"});
   if (args.flag("help")) {
-    std::printf(kUsage, apps::kDatasetOptionsHelp);
+    std::printf(kUsage, apps::kContextOptionsHelp, apps::kRetrieverOptionsHelp, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
-  apps::require_options(args, {"model", "store", "out"});
+  apps::require_options(args, {"model", "out"});
   if (args.has("qa") == args.has("dataset-file")) throw std::runtime_error("give exactly one of --qa and --dataset-file");
   if (args.has("dataset-file") && args.has("prompt-ids-field"))
     throw std::runtime_error("--dataset-file examples are text: drop the ids fields");
   if (args.has("prompt-ids-field") != args.has("answer-ids-field"))
     throw std::runtime_error("give both --prompt-ids-field and --answer-ids-field, or neither");
+  if (args.has("qa") && args.has("context"))
+    throw std::runtime_error("--qa pairs bring their own prompts after the --store's summary vectors: --context "
+                             "needs --dataset-file");
+  if (args.has("qa") && !args.has("store")) throw std::runtime_error("--qa needs --store (its documents' summary vectors)");
+  if (args.has("group") && !args.has("store")) throw std::runtime_error("--group registers the adapter in a --store: give one");
 
   const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
   models::LoadOptions load;
@@ -98,10 +109,12 @@ int run_finetune(const std::vector<std::string>& argv) {
     tok = std::make_unique<models::SentencePieceTokenizer>(path);
   }
 
-  const compress::StoreManifest manifest = compress::read_store(store_dir);
+  const apps::ContextOptions context = apps::read_context_args(args, device);  // checked before any work
+  compress::StoreManifest manifest;
+  if (!store_dir.empty()) manifest = compress::read_store(store_dir);
   if (args.has("group") && !manifest.groups.count(args.str("group", "")))  // before training, not after
     throw std::runtime_error("--group '" + args.str("group", "") + "': the store " + store_dir + " has no such group");
-  std::map<std::string, Tensor> summaries;  // each document loaded once
+  std::map<std::string, Tensor> summaries;  // each --qa document loaded once
   auto summary_of = [&](const std::string& doc) {
     auto it = summaries.find(doc);
     if (it == summaries.end()) it = summaries.emplace(doc, compress::load_document_summary(store_dir, manifest, doc).to(device)).first;
@@ -109,7 +122,12 @@ int run_finetune(const std::vector<std::string>& argv) {
   };
   std::vector<lora::QaExample> examples;
   const std::string qa_path = args.has("qa") ? args.str("qa", "") : args.str("dataset-file", "");
-  if (args.has("dataset-file")) examples = apps::qa_examples(apps::read_dataset_arg(args), *tok, store_dir, device);
+  size_t documents = 0;
+  if (args.has("dataset-file")) {
+    const eval::DatasetFile data = apps::read_dataset_arg(args);
+    documents = data.documents.size();
+    examples = apps::qa_examples(data, *tok, context, device);
+  }
   eval::DatasetFile seen;
   const std::string doc_field = args.str("doc-field", "doc_id");
   if (args.has("qa")) eval::for_each_jsonl(qa_path, false, seen, [&](const eval::json& rec, size_t line) {
@@ -127,6 +145,7 @@ int run_finetune(const std::vector<std::string>& argv) {
     examples.push_back(std::move(e));
   });
   if (examples.empty()) throw std::runtime_error(qa_path + ": no QA pairs");
+  documents = std::max(documents, summaries.size());
 
   lora::LoraConfig cfg;
   cfg.rank = args.integer("rank", 8);
@@ -156,8 +175,8 @@ int run_finetune(const std::vector<std::string>& argv) {
   o.weight_decay = args.real("weight-decay", 0.0);
   o.seed = seed;
   if (lead)
-    std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents, %lld steps of %lld x %lld examples%s\n",
-                 examples.size(), summaries.size(), static_cast<long long>(o.loop.steps),
+    std::fprintf(stderr, "finetune: %zu QA pairs over %zu documents (context %s), %lld steps of %lld x %lld examples%s\n",
+                 examples.size(), documents, apps::context_kind_name(context.context), static_cast<long long>(o.loop.steps),
                  static_cast<long long>(o.batch_size), static_cast<long long>(o.loop.grad_accumulation),
                  comm->world_size() > 1 ? (" over " + std::to_string(comm->world_size()) + " ranks").c_str() : "");
   const train::TrainResult r = lora::train_adapter(model, adapters, examples, o);

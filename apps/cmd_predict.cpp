@@ -14,6 +14,7 @@
 #include "apps/command.h"
 #include "apps/dataset_args.h"
 #include "apps/pipeline.h"
+#include "apps/context_args.h"
 #include "apps/retriever_args.h"
 #include "compress/autocompressor.h"
 #include "lora/peft_io.h"
@@ -32,13 +33,7 @@ greedy decoding, and writes {"id", "prediction"} lines for `lloco eval`. Predict
 
   --model DIR            decoder: HF LLaMA or AutoCompressor directory
   --store DIR            the `lloco compress` store with the dataset's documents
-  --context KIND         compressed (default: the store's summary vectors), none (the prompt alone),
-                         text (the document truncated to --text-budget tokens, default 4000: LLoCO's
-                         4k-window baseline), or retrieved_text (LLoCO's retrieval baseline: the
-                         document cut into --retrieval-chunk-tokens (512) token chunks, the
-                         --retrieval-top-k (5) best for the question, in document order, within
-                         --text-budget; BM25 ranks them unless --retriever-model is given)
-)" "%s%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
+)" "%s%s%s" R"(  --adapter DIR          a PEFT LoRA adapter (the group's, from `lloco finetune`)
   --tokenizer PATH       default: MODEL/tokenizer.model
   --max-new-tokens N     default 50 (LLoCO's default; its QMSum script uses 96)
   --save-every N         rewrite --out every N examples (default 16)
@@ -55,12 +50,12 @@ int run_predict(const std::vector<std::string>& argv) {
                          "device", "retriever-model"},
                         {"skip-bad-lines", "quiet", "help"});
   if (args.flag("help")) {
-    std::printf(kUsage, apps::kRetrieverOptionsHelp, apps::kDatasetOptionsHelp);
+    std::printf(kUsage, apps::kContextOptionsHelp, apps::kRetrieverOptionsHelp, apps::kDatasetOptionsHelp);
     return 0;
   }
   if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
   apps::require_options(args, {"model", "dataset-file", "out"});
-  const std::string model_dir = args.str("model", ""), store_dir = args.str("store", ""), out = args.str("out", "");
+  const std::string model_dir = args.str("model", ""), out = args.str("out", "");
   models::LoadOptions load;
   if (args.has("dtype")) load.dtype = dtype_from_name(args.str("dtype", "f32"));
   const Device device = apps::parse_device(args.str("device", "cpu"));
@@ -72,24 +67,7 @@ int run_predict(const std::vector<std::string>& argv) {
                  {0});
   const models::SentencePieceTokenizer tok(args.str("tokenizer", (fs::path(model_dir) / "tokenizer.model").string()));
   apps::PredictOptions o;
-  const std::string context = args.str("context", "compressed");
-  if (context == "compressed") o.context = apps::ContextKind::kCompressed;
-  else if (context == "none") o.context = apps::ContextKind::kNone;
-  else if (context == "text") o.context = apps::ContextKind::kTruncatedText;
-  else if (context == "retrieved_text") o.context = apps::ContextKind::kRetrievedText;
-  else throw std::runtime_error("--context must be compressed, none, text or retrieved_text, got '" + context + "'");
-  if (o.context == apps::ContextKind::kCompressed && store_dir.empty())
-    throw std::runtime_error("--context compressed needs --store");
-  o.store_dir = store_dir;
-  o.text_budget = args.integer("text-budget", 4000);
-  o.retrieval_chunk_tokens = args.integer("retrieval-chunk-tokens", 512);
-  o.retrieval_top_k = args.integer("retrieval-top-k", 5);
-  if (o.retrieval_chunk_tokens <= 0 || o.retrieval_top_k <= 0)
-    throw std::runtime_error("--retrieval-chunk-tokens and --retrieval-top-k must be positive");
-  if (args.has("retriever-model") && o.context != apps::ContextKind::kRetrievedText)
-    throw std::runtime_error("--retriever-model ranks the chunks of --context retrieved_text, got --context " + context);
-  if (const auto encoder = apps::dense_encoder_arg(args, device, false))
-    o.chunk_ranker = retrieve::dense_ranker_factory(encoder);
+  static_cast<apps::ContextOptions&>(o) = apps::read_context_args(args, device);
   o.max_new_tokens = args.integer("max-new-tokens", 50);
   o.save_every = args.integer("save-every", 16);
   o.quiet = args.flag("quiet");

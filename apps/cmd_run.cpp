@@ -51,7 +51,11 @@ cut to predict.text_budget = 4,000 tokens with the prompt: LLoCO's "with context
 retrieved_text (LLoCO's "retrieval" baseline: the document cut into predict.retrieval_chunk_tokens =
 512-token chunks, the predict.retrieval_top_k = 5 best for the question, in document order, as text
 within the same budget; ranked by BM25, or with predict.retriever: contriever and
-predict.retriever_model: DIR by a Contriever-style BERT as in LLoCO).
+predict.retriever_model: DIR by a Contriever-style BERT as in LLoCO). A system may also be a mapping
+{name, context: compressed|none|truncated_text|retrieved_text, finetune: true|false, decoder: DIR,
+tokenizer: PATH, text_budget: N}: finetune trains a LoRA per dataset on its training set with that
+context (LLoCO's Table 2: the decoder fine-tuned on the uncompressed document), decoder answers with
+another model (its 32k LongChat baseline, with text_budget: 32000). See configs/ablation_ft_context.yaml.
 
 Datasets may be generated: `needle:` builds LLoCO's needle-in-a-haystack grid (context lengths x
 depths, a fixed or random needle hidden in a haystack document) and `needle_train:` its synthetic
@@ -74,9 +78,11 @@ struct Row {
 
 // results.json and results.md in the run directory: one row per dataset, one column per system.
 void write_results(const fs::path& run_dir, const apps::RunConfig& c, const std::map<std::string, Row>& table) {
-  nlohmann::json j = {{"name", c.name}, {"systems", c.systems}, {"datasets", nlohmann::json::object()}};
+  std::vector<std::string> systems;
+  for (const apps::SystemSpec& s : c.systems) systems.push_back(s.name);
+  nlohmann::json j = {{"name", c.name}, {"systems", systems}, {"datasets", nlohmann::json::object()}};
   std::string md = "# " + c.name + "\n\n| dataset | metric | n |";
-  for (const std::string& s : c.systems) md += " " + s + " |";
+  for (const std::string& s : systems) md += " " + s + " |";
   md += "\n|---|---|---|";
   for (size_t i = 0; i < c.systems.size(); ++i) md += "---|";
   md += "\n";
@@ -84,7 +90,7 @@ void write_results(const fs::path& run_dir, const apps::RunConfig& c, const std:
     j["datasets"][name] = {{"metric", row.metric}, {"n", row.n}, {"scores", row.score}};
     char buf[64];
     md += "| " + name + " | " + row.metric + " | " + std::to_string(row.n) + " |";
-    for (const std::string& s : c.systems) {
+    for (const std::string& s : systems) {
       const auto it = row.score.find(s);
       std::snprintf(buf, sizeof(buf), " %.2f |", it == row.score.end() ? 0.0 : it->second);
       md += it == row.score.end() ? std::string(" - |") : std::string(buf);
@@ -134,20 +140,88 @@ struct RunContext {
   bool quiet = false;
   std::function<void(const std::string&)> stage;
   std::shared_ptr<Communicator> comm;  // the ranks of `lloco launch` (one without it)
+  retrieve::RankerFactory chunk_ranker;  // retrieved_text's: BM25, or predict.retriever's Contriever
   bool lead() const { return comm->rank() == 0; }
+
+  // How `system` puts a document in front of its questions; kCompressed reads `store`.
+  apps::ContextOptions context(const apps::SystemSpec& system, const fs::path& store) const {
+    apps::ContextOptions o;
+    o.context = system.context;
+    o.store_dir = store.string();
+    o.text_budget = system.text_budget > 0 ? system.text_budget : config.text_budget;
+    o.retrieval_chunk_tokens = config.retrieval_chunk_tokens;
+    o.retrieval_top_k = config.retrieval_top_k;
+    o.chunk_ranker = chunk_ranker;
+    return o;
+  }
 };
 
-// Compresses the training sets' documents into `store` (document group `group`), then trains a LoRA on
-// all their QA pairs (each with its dataset's prompt), fresh or continued from the PEFT directory
-// `start`, and writes it as PEFT into `out`. The training loop resumes from out/run.
+// The decoders and tokenizers the systems name, loaded when first asked for. Besides the run's decoder
+// one other is kept at a time, so a config with several 7B baselines needs room for two models.
+class Decoders {
+ public:
+  Decoders(const RunContext& r, const models::LoadOptions& load) : r_(r), load_(load) {}
+
+  const models::LlamaModel& model(const apps::SystemSpec& s) {
+    if (s.decoder.empty() || s.decoder == r_.config.decoder) return r_.base;
+    if (other_path_ != s.decoder) {
+      other_.reset();  // free the previous one before loading the next
+      r_.stage("system " + s.name + ": load decoder " + s.decoder);
+      other_ = std::make_unique<models::LlamaModel>(compress::load_decoder(s.decoder, load_).to(r_.device));
+      other_path_ = s.decoder;
+    }
+    const int64_t summary_dim = r_.encoder.model().config.hidden_size;
+    if (s.context == apps::ContextKind::kCompressed && other_->config.hidden_size != summary_dim)
+      throw std::runtime_error("run: system " + s.name + ": decoder " + s.decoder + " has hidden size " +
+                               std::to_string(other_->config.hidden_size) + ", but the encoder's summary vectors have " +
+                               std::to_string(summary_dim));
+    return *other_;
+  }
+
+  const models::Tokenizer& tokenizer(const apps::SystemSpec& s, const models::LlamaModel& model) {
+    const models::Tokenizer* tok = &r_.tok;
+    if (!s.tokenizer.empty() && s.tokenizer != r_.config.tokenizer) {
+      auto it = tokenizers_.find(s.tokenizer);
+      if (it == tokenizers_.end())
+        it = tokenizers_.emplace(s.tokenizer, std::make_unique<models::SentencePieceTokenizer>(s.tokenizer)).first;
+      tok = it->second.get();
+    }
+    if (tok->vocab_size() > model.config.vocab_size)
+      throw std::runtime_error("run: system " + s.name + ": the tokenizer has " + std::to_string(tok->vocab_size()) +
+                               " pieces, more than the decoder's vocabulary of " + std::to_string(model.config.vocab_size));
+    return *tok;
+  }
+
+ private:
+  const RunContext& r_;
+  models::LoadOptions load_;
+  std::string other_path_;
+  std::unique_ptr<models::LlamaModel> other_;
+  std::map<std::string, std::unique_ptr<models::SentencePieceTokenizer>> tokenizers_;
+};
+
+// What train_lora fine-tunes and how its examples look.
+struct LoraTarget {
+  const models::LlamaModel& base;
+  std::string base_name;  // recorded in the PEFT config
+  const models::Tokenizer& tok;
+  apps::ContextOptions context;  // kCompressed: the training documents are compressed into its store_dir
+};
+
+// Trains a LoRA on all the training sets' QA pairs (each with its dataset's prompt, after the target's
+// context), fresh or continued from the PEFT directory `start`, and writes it as PEFT into `out`; with
+// summary vectors as context, their documents are compressed first (document group `group`). The
+// training loop resumes from out/run.
 void train_lora(const RunContext& r, const std::string& who, const std::vector<eval::DatasetFile>& sets,
-                const fs::path& store, const std::string& group, const fs::path& out, const fs::path& start) {
+                const LoraTarget& target, const std::string& group, const fs::path& out, const fs::path& start) {
   const apps::RunConfig& c = r.config;
   std::vector<lora::QaExample> examples;
   for (const eval::DatasetFile& set : sets) {
-    r.stage(who + ": compress " + std::to_string(set.documents.size()) + " training documents of " + set.path);
-    apps::compress_dataset(r.encoder, set, r.tok, store.string(), r.corpus, group, r.comm.get());
-    std::vector<lora::QaExample> part = apps::qa_examples(set, r.tok, store.string(), r.device);
+    if (target.context.context == apps::ContextKind::kCompressed) {
+      r.stage(who + ": compress " + std::to_string(set.documents.size()) + " training documents of " + set.path);
+      apps::compress_dataset(r.encoder, set, r.tok, target.context.store_dir, r.corpus, group, r.comm.get());
+    }
+    std::vector<lora::QaExample> part = apps::qa_examples(set, target.tok, target.context, r.device);
     examples.insert(examples.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   lora::AdapterTrainOptions o = c.finetune;
@@ -159,8 +233,10 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
   o.loop.quiet = r.quiet;
   o.loop.comm = r.comm;  // train::train checks that the ranks divide grad_accumulation
   r.stage(who + ": fine-tune " + (start.empty() ? std::string("a new adapter") : "the adapter " + start.string()) +
-          " on " + std::to_string(examples.size()) + " QA pairs, " + std::to_string(o.loop.steps) + " steps");
-  models::LlamaModel model = r.base;
+          " on " + std::to_string(examples.size()) + " QA pairs (context " +
+          apps::context_kind_name(target.context.context) + "), " + std::to_string(o.loop.steps) + " steps");
+  models::LlamaModel model = target.base;
+  model.gradient_checkpointing = c.gradient_checkpointing;
   std::shared_ptr<lora::LoraAdapters> adapters;
   if (start.empty()) {
     adapters = std::make_shared<lora::LoraAdapters>(
@@ -171,8 +247,13 @@ void train_lora(const RunContext& r, const std::string& who, const std::vector<e
         lora::load_peft_adapters(model.config, {start.string()}, model.embed_tokens.dtype(), r.device));
   }
   lora::train_adapter(model, adapters, examples, o);
-  if (r.lead()) lora::save_peft_adapter(*adapters, 0, out.string(), c.decoder);  // the replicas are identical
+  if (r.lead()) lora::save_peft_adapter(*adapters, 0, out.string(), target.base_name);  // the replicas are identical
   r.comm->barrier();
+}
+
+// LLoCO's target: the run's decoder on summary vectors from `store`.
+LoraTarget lloco_target(const RunContext& r, const fs::path& store) {
+  return {r.base, r.config.decoder, r.tok, r.context(*apps::builtin_system("lloco"), store)};
 }
 
 // A dataset entry's file; a SCROLLS file holds the entry's dataset (eval scores it under that name).
@@ -195,7 +276,7 @@ fs::path prepare_adapter(const RunContext& r, const apps::DatasetEntry& d, const
   std::vector<eval::DatasetFile> sets;
   sets.push_back(apps::sample_examples(read_entry(d, train_file), d.train_examples, r.config.finetune.seed));
   const fs::path dd = r.run_dir / d.name;
-  train_lora(r, d.name, sets, dd / "store", d.name, dd / "adapter", start);
+  train_lora(r, d.name, sets, lloco_target(r, dd / "store"), d.name, dd / "adapter", start);
   return dd / "adapter";
 }
 
@@ -208,7 +289,7 @@ void train_named_adapters(RunContext r) {
                                            r.config.finetune.seed));
     r.corpus.group_dataset.clear();  // a mixed group: each example keeps its own prompt
     const fs::path dir = r.run_dir / "adapters" / a.name;
-    train_lora(r, "adapter " + a.name, sets, dir / "store", a.name, named_adapter_dir(r, a.name), {});
+    train_lora(r, "adapter " + a.name, sets, lloco_target(r, dir / "store"), a.name, named_adapter_dir(r, a.name), {});
   }
 }
 
@@ -253,8 +334,7 @@ int run_experiment(const std::vector<std::string>& argv) {
   const models::LlamaModel base = compress::load_decoder(c.decoder, load).to(device);
   const models::SentencePieceTokenizer tok(c.tokenizer);
   retrieve::RankerFactory chunk_ranker = retrieve::bm25_ranker_factory();
-  if (c.retriever == "contriever" &&
-      std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
+  if (c.retriever == "contriever" && apps::has_context(c, apps::ContextKind::kRetrievedText))
     chunk_ranker = retrieve::dense_ranker_factory(retrieve::DenseEncoder::load(c.retriever_model, device, DType::F32));
   const auto t0 = std::chrono::steady_clock::now();
   const std::function<void(const std::string&)> stage = [&](const std::string& what) {
@@ -262,13 +342,14 @@ int run_experiment(const std::vector<std::string>& argv) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "[%7.1f s] %s\n", secs, what.c_str());
   };
-  const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
+  const bool want_lloco = apps::has_system(c, "lloco");
   compress::CorpusOptions corpus;
   corpus.compress = c.compress;
   corpus.encoder_name = fs::weakly_canonical(c.encoder).string();
   corpus.docs_per_shard = c.docs_per_shard;
   corpus.quiet = quiet;
-  RunContext run{c, run_dir, encoder, base, tok, corpus, device, quiet, stage, comm};
+  RunContext run{c, run_dir, encoder, base, tok, corpus, device, quiet, stage, comm, chunk_ranker};
+  Decoders decoders(run, load);
   if (want_lloco) train_named_adapters(run);
   std::map<std::string, Row> table;
   for (const apps::DatasetEntry& d : c.datasets) {
@@ -292,8 +373,10 @@ int run_experiment(const std::vector<std::string>& argv) {
     const eval::DatasetFile eval_data = read_entry(d, eval_file);
     // The dataset is the document group: `lloco serve --store` on this store applies its adapter.
     run.corpus.group_dataset = eval_data.examples.empty() ? "" : eval_data.examples.front().dataset;
-    stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");
-    apps::compress_dataset(encoder, eval_data, tok, store.string(), run.corpus, d.name, comm.get());
+    if (apps::has_context(c, apps::ContextKind::kCompressed)) {  // text-only systems need no summary vectors
+      stage(d.name + ": compress " + std::to_string(eval_data.documents.size()) + " evaluation documents");
+      apps::compress_dataset(encoder, eval_data, tok, store.string(), run.corpus, d.name, comm.get());
+    }
 
     fs::path adapter;
     if (want_lloco) {
@@ -301,29 +384,34 @@ int run_experiment(const std::vector<std::string>& argv) {
       if (lead) compress::register_adapter(store.string(), d.name, adapter.string());
       comm->barrier();
     }
-    for (const std::string& system : c.systems) {
-      models::LlamaModel model = base;
-      if (system == "lloco")
+    for (const apps::SystemSpec& spec : c.systems) {
+      const std::string& system = spec.name;
+      const models::LlamaModel& decoder = decoders.model(spec);
+      const models::Tokenizer& system_tok = decoders.tokenizer(spec, decoder);
+      apps::PredictOptions po;
+      static_cast<apps::ContextOptions&>(po) = run.context(spec, store);
+      // lloco answers with the dataset's adapter; another fine-tuned system with its own, trained here
+      // on the dataset's training set in the system's context (LLoCO's Table 2 for the text contexts).
+      fs::path system_adapter = spec.builtin && spec.finetune ? adapter : fs::path();
+      if (spec.finetune && !spec.builtin) {
+        std::vector<eval::DatasetFile> sets;
+        sets.push_back(apps::sample_examples(read_entry(d, train_file), d.train_examples, c.finetune.seed));
+        system_adapter = dd / system / "adapter";
+        const LoraTarget target{decoder, spec.decoder.empty() ? c.decoder : spec.decoder, system_tok, po};
+        train_lora(run, d.name + " / " + system, sets, target, d.name, system_adapter, {});
+      }
+      models::LlamaModel model = decoder;
+      if (!system_adapter.empty())
         lora::attach(model,
                      std::make_shared<lora::LoraAdapters>(lora::load_peft_adapters(
-                         model.config, {adapter.string()}, model.embed_tokens.dtype(), device)),
+                         model.config, {system_adapter.string()}, model.embed_tokens.dtype(), device)),
                      {0});
-      apps::PredictOptions po;
-      po.context = system == "no_context"       ? apps::ContextKind::kNone
-                   : system == "truncated_text" ? apps::ContextKind::kTruncatedText
-                   : system == "retrieved_text" ? apps::ContextKind::kRetrievedText
-                                                : apps::ContextKind::kCompressed;
-      po.store_dir = store.string();
-      po.text_budget = c.text_budget;
-      po.retrieval_chunk_tokens = c.retrieval_chunk_tokens;
-      po.retrieval_top_k = c.retrieval_top_k;
-      po.chunk_ranker = chunk_ranker;
       po.max_new_tokens = d.max_new_tokens > 0 ? d.max_new_tokens : c.max_new_tokens;
       po.quiet = quiet;
       const std::string preds = (dd / system / "predictions.jsonl").string();
       fs::create_directories(dd / system);
       stage(d.name + ": predict with " + system);
-      const apps::PredictCount pc = apps::predict_sharded(*comm, model, tok, eval_data, preds, po);
+      const apps::PredictCount pc = apps::predict_sharded(*comm, model, system_tok, eval_data, preds, po);
       if (!lead) continue;  // rank 0 scores the folded predictions
       table[d.name].cost[system] = pc.cost;
       eval::EvalRequest req;

@@ -52,63 +52,7 @@ double host_peak_bytes() {
   return 1024.0 * static_cast<double>(u.ru_maxrss);
 }
 
-bool byte_token_continues_utf8(const models::Tokenizer& tok, int32_t id) {
-  if (!tok.is_byte(id)) return false;
-  const unsigned value = std::stoul(tok.piece(id).substr(3, 2), nullptr, 16);  // "<0xNN>"
-  return (value & 0xC0) == 0x80;
-}
-
 }  // namespace
-
-RetrievalChunks::RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens,
-                                 const retrieve::RankerFactory& make_ranker)
-    : ids_(std::move(ids)), tok_(tok) {
-  LLOCO_CHECK(chunk_tokens > 0, "RetrievalChunks", "chunk_tokens must be positive, got ", chunk_tokens);
-  const auto n = static_cast<int64_t>(ids_.size());
-  std::vector<std::string> texts;
-  for (int64_t begin = 0; begin < n;) {
-    int64_t end = std::min(n, begin + chunk_tokens);
-    while (end < n && byte_token_continues_utf8(tok_, ids_[static_cast<size_t>(end)])) ++end;
-    ranges_.emplace_back(begin, end);
-    texts.push_back(text({size() - 1}));
-    begin = end;
-  }
-  ranker_ = make_ranker(texts);
-}
-
-std::vector<int64_t> RetrievalChunks::rank(const std::string& question) const {
-  return retrieve::full_ranking(*ranker_, question);
-}
-
-std::string RetrievalChunks::text(std::vector<int64_t> chunks) const {
-  std::sort(chunks.begin(), chunks.end());
-  std::string out;
-  for (size_t i = 0; i < chunks.size();) {
-    size_t j = i + 1;  // chunks [i, j) are contiguous in the document: one span, decoded together
-    while (j < chunks.size() && chunks[j] == chunks[j - 1] + 1) ++j;
-    const int64_t begin = range(chunks[i]).first, end = range(chunks[j - 1]).second;
-    if (!out.empty()) out += "\n\n";
-    out += tok_.decode(std::span<const int32_t>(ids_).subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)));
-    i = j;
-  }
-  return out;
-}
-
-std::string RetrievalChunks::select(const std::string& question, int64_t top_k, size_t budget) const {
-  LLOCO_CHECK(top_k > 0, "RetrievalChunks::select", "top_k must be positive, got ", top_k);
-  std::vector<int64_t> ranked = rank(question);
-  ranked.resize(std::min(ranked.size(), static_cast<size_t>(top_k)));
-  std::vector<int64_t> kept;
-  for (const int64_t c : ranked) {
-    kept.push_back(c);
-    if (count_tokens(text(kept)) > budget) kept.pop_back();
-  }
-  if (kept.empty() && !ranked.empty())
-    return eval::truncate_to_budget(text({ranked.front()}), budget,
-                                    [&](const std::string& s) { return count_tokens(s); }, " ...")
-        .text;
-  return text(kept);
-}
 
 compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder, const eval::DatasetFile& data,
                                          const models::Tokenizer& tok, const std::string& dir,
@@ -126,16 +70,12 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
 }
 
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
-                                         const std::string& store_dir, Device device) {
-  const compress::StoreManifest manifest = compress::StoreManifest::read((fs::path(store_dir) / "manifest.json").string());
-  std::map<std::string, Tensor> summaries;  // each document loaded once
+                                         const ContextOptions& context, Device device) {
+  ContextBuilder builder(tok, context, device);  // each document's summary vectors loaded once, shared
   std::vector<lora::QaExample> out;
   for (const eval::Example& ex : data.examples) {
-    auto it = summaries.find(ex.doc_id);
-    if (it == summaries.end())
-      it = summaries.emplace(ex.doc_id, compress::load_document_summary(store_dir, manifest, ex.doc_id).to(device)).first;
-    out.push_back({it->second, tok.encode(eval::lloco_prompt(ex), false, false),
-                   tok.encode(eval::answer_target(ex), false, true)});
+    ContextInput in = builder.build(ex);
+    out.push_back({std::move(in.prefix), std::move(in.prompt), tok.encode(eval::answer_target(ex), false, true)});
   }
   return out;
 }
@@ -191,9 +131,6 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
   PredictCount count;
   const std::string cost_path = out + ".cost.json";
   count.cost = read_predict_cost(cost_path, done.size());  // what earlier runs spent on the predictions kept above
-  LLOCO_CHECK(o.retrieval_chunk_tokens > 0 && o.retrieval_top_k > 0, "predict_dataset",
-              "retrieval_chunk_tokens and retrieval_top_k must be positive, got ", o.retrieval_chunk_tokens, " and ",
-              o.retrieval_top_k);
   const bool host_peak_reset = reset_host_peak();
   bool device_peak = false;  // the CUDA allocator's peak, reset for this call (needs the cuda library)
 #ifdef LLOCO_WITH_CUDA
@@ -202,10 +139,7 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
     device_peak = true;
   }
 #endif
-  compress::StoreManifest manifest;
-  if (o.context == ContextKind::kCompressed)
-    manifest = compress::StoreManifest::read((fs::path(o.store_dir) / "manifest.json").string());
-  const eval::TokenCounter count_tokens = [&](const std::string& text) { return tok.encode(text, false, false).size(); };
+  ContextBuilder context(tok, o, model.embed_tokens.device());
   models::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.eos_ids = {tok.eos_id()};
@@ -225,39 +159,11 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
   size_t todo = 0;
   for (const eval::Example& ex : data.examples) todo += done.count(ex.id) ? 0 : 1;
   const auto t0 = std::chrono::steady_clock::now();
-  std::string cached_doc;
-  std::optional<RetrievalChunks> chunks;  // kRetrievedText: the current document's
   for (const eval::Example& ex : data.examples) {
     if (done.count(ex.id)) continue;
-    if (o.context == ContextKind::kCompressed && ex.doc_id != cached_doc) {  // readers keep a document's examples together
-      g.prefix_embeddings =
-          compress::load_document_summary(o.store_dir, manifest, ex.doc_id).to(model.embed_tokens.device()).unsqueeze(0);
-      cached_doc = ex.doc_id;
-    }
-    if (o.context == ContextKind::kRetrievedText && ex.doc_id != cached_doc) {  // the whole document, uncapped
-      chunks.emplace(models::encode_long_document(tok, ex.document_text()), tok, o.retrieval_chunk_tokens, o.chunk_ranker);
-      cached_doc = ex.doc_id;
-    }
-    // The text baselines are ordinary LLaMA prompts (BOS first, as vLLM tokenizes them in LLoCO's runs)
-    // built by one template; retrieved_text only swaps the document for its selected chunks, which
-    // fit the budget left after the prompt, so baseline_prompt keeps them whole. The compressed
-    // prompts follow the summary vectors without BOS, as in LLoCO.
-    const auto text_prompt = [&](const eval::Example& e) {
-      return tok.encode(eval::baseline_prompt(e, static_cast<size_t>(o.text_budget), count_tokens).text, true, false);
-    };
-    std::vector<int32_t> prompt;
-    if (o.context == ContextKind::kTruncatedText) {
-      prompt = text_prompt(ex);
-    } else if (o.context == ContextKind::kRetrievedText) {
-      const size_t prompt_tokens = count_tokens(eval::lloco_prompt(ex));
-      const size_t budget = static_cast<size_t>(o.text_budget) > prompt_tokens ? static_cast<size_t>(o.text_budget) - prompt_tokens : 0;
-      eval::Example retrieved = ex;
-      retrieved.document = std::make_shared<const std::string>(chunks->select(ex.question, o.retrieval_top_k, budget));
-      prompt = text_prompt(retrieved);
-    } else {
-      prompt = tok.encode(eval::lloco_prompt(ex), false, false);
-    }
-    const models::GenerateResult r = models::generate(model, {prompt}, g);
+    ContextInput in = context.build(ex);
+    g.prefix_embeddings = in.prefix.defined() ? in.prefix.unsqueeze(0) : Tensor();
+    const models::GenerateResult r = models::generate(model, {in.prompt}, g);
     count.cost.examples += 1;
     count.cost.context_positions +=
         static_cast<double>(r.prefill_tokens);

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "apps/context_input.h"
 #include "compress/store.h"
 #include "eval/example.h"
 #include "lora/adapter_training.h"
@@ -31,23 +32,14 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
 // questions, and 10,000 of NarrativeQA and HotpotQA each in its combined fine-tune).
 eval::DatasetFile sample_examples(eval::DatasetFile data, int64_t n, uint64_t seed);
 
-// LLoCO's training pairs of a dataset: [its document's summary vectors ; LLoCO's prompt] -> the
-// reference answer + EOS (prompts without BOS, as LLoCO feeds them after the summary vectors).
+// The training pairs of a dataset: [the context ContextBuilder gives its question ; the prompt] -> the
+// reference answer + EOS. LLoCO's are the document's summary vectors (kCompressed, prompts without
+// BOS); the text contexts give the fine-tuned text baselines of LLoCO's Table 2.
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
-                                         const std::string& store_dir, Device device);
+                                         const ContextOptions& context, Device device);
 
-// What precedes LLoCO's prompt: the document's summary vectors (from store_dir), nothing, the
-// document as text truncated to text_budget tokens with the prompt (LLoCO's 4k-window baseline), or
-// the document's chunks that a retriever ranks best for the question, as text within the same
-// budget (LLoCO's "retrieval" baseline: Contriever, see retrieve/dense.h; BM25 by default).
-enum class ContextKind { kCompressed, kNone, kTruncatedText, kRetrievedText };
-
-struct PredictOptions {
-  ContextKind context = ContextKind::kCompressed;
-  std::string store_dir;        // kCompressed
-  int64_t text_budget = 4000;   // kTruncatedText, kRetrievedText: document text + prompt tokens
-  int64_t retrieval_chunk_tokens = 512, retrieval_top_k = 5;  // kRetrievedText (LLoCO's setting)
-  retrieve::RankerFactory chunk_ranker = retrieve::bm25_ranker_factory();  // kRetrievedText
+// The context (apps/context_input.h) and how the answers are generated.
+struct PredictOptions : ContextOptions {
   int64_t max_new_tokens = 50;  // LLoCO's default (its QMSum script uses 96)
   int64_t save_every = 16;      // the predictions file is rewritten atomically this often
   bool quiet = false;
@@ -90,34 +82,5 @@ PredictCount predict_dataset(const models::LlamaModel& model, const models::Toke
 // The returned cost is the whole file's on rank 0; other ranks get their own part's.
 PredictCount predict_sharded(Communicator& comm, const models::LlamaModel& model, const models::Tokenizer& tok,
                              const eval::DatasetFile& data, const std::string& out, const PredictOptions& options);
-
-// A document cut into chunks of chunk_tokens LLaMA tokens for the retrieved-text baseline, ranked by
-// `make_ranker` over each chunk's decoded text (BM25's Lucene variant by default; Contriever in LLoCO). A cut that would split a UTF-8 character
-// spelled in byte tokens moves forward past its continuation bytes. `tok` must outlive this.
-class RetrievalChunks {
- public:
-  RetrievalChunks(std::vector<int32_t> ids, const models::Tokenizer& tok, int64_t chunk_tokens,
-                  const retrieve::RankerFactory& make_ranker = retrieve::bm25_ranker_factory());
-  int64_t size() const { return static_cast<int64_t>(ranges_.size()); }
-  std::pair<int64_t, int64_t> range(int64_t chunk) const { return ranges_.at(static_cast<size_t>(chunk)); }  // [begin, end)
-  // Every chunk, best for the question first (retrieve::full_ranking: chunks BM25 does not match
-  // follow in document order, so a dense retriever's "always k" is kept).
-  std::vector<int64_t> rank(const std::string& question) const;
-  // The top_k ranked chunks as text of at most `budget` tokens: taken best first, a chunk that would
-  // overflow the budget is skipped; the kept ones appear in document order (reading order, as in a
-  // truncated document), contiguous chunks decoded as one span and "\n\n" between spans. When not
-  // even the best chunk fits, its truncated beginning.
-  std::string select(const std::string& question, int64_t top_k, size_t budget) const;
-  // Decoded text of the chunks (any order given; emitted in document order as select describes).
-  std::string text(std::vector<int64_t> chunks) const;
-
- private:
-  size_t count_tokens(const std::string& text) const { return tok_.encode(text, false, false).size(); }
-
-  std::vector<int32_t> ids_;
-  const models::Tokenizer& tok_;
-  std::vector<std::pair<int64_t, int64_t>> ranges_;
-  std::unique_ptr<const retrieve::PassageRanker> ranker_;
-};
 
 }  // namespace lloco::apps

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
@@ -132,7 +133,63 @@ DatasetEntry parse_dataset(const YAML::Node& n, const std::string& w, const fs::
   return d;
 }
 
+// A system: a built-in name, or a mapping that names its context, fine-tuning, decoder and budget.
+SystemSpec parse_system(const YAML::Node& n, const std::string& w, const fs::path& root) {
+  std::string builtins;
+  for (const std::string& b : run_systems()) builtins += (builtins.empty() ? "" : ", ") + b;
+  if (n.IsScalar()) {
+    const std::optional<SystemSpec> spec = builtin_system(n.as<std::string>());
+    if (!spec) bad(n, w, "unknown system '" + n.as<std::string>() + "' (" + builtins + ", or a mapping {name, context, ...})");
+    return *spec;
+  }
+  only_keys(n, w, {"name", "context", "finetune", "decoder", "tokenizer", "text_budget"});
+  SystemSpec s;
+  s.builtin = false;
+  read(n, "name", w, s.name);
+  if (s.name.empty()) bad(n, w + ".name", "is required (the results column)");
+  if (builtin_system(s.name)) bad(n["name"], w + ".name", "'" + s.name + "' is a built-in system (" + builtins + "): list it by name");
+  // The name is a directory of the run, beside each dataset's store/ and adapter/.
+  const bool plain = std::all_of(s.name.begin(), s.name.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
+  });
+  if (!plain || s.name.front() == '.' || s.name == "store" || s.name == "adapter")
+    bad(n["name"], w + ".name", "'" + s.name + "' must be letters, digits, '_', '-' or '.', not start with '.', and not be "
+                                 "'store' or 'adapter' (the run's directories)");
+  std::string context = "compressed";
+  read(n, "context", w, context);
+  try {
+    s.context = parse_context_kind(context, "context");
+  } catch (const std::runtime_error& e) {
+    bad(n["context"], w + ".context", e.what());
+  }
+  read(n, "finetune", w, s.finetune);
+  read(n, "decoder", w, s.decoder);
+  read(n, "tokenizer", w, s.tokenizer);
+  read(n, "text_budget", w, s.text_budget);
+  if (n["text_budget"]) {
+    if (s.text_budget <= 0) bad(n["text_budget"], w + ".text_budget", "must be positive, got " + std::to_string(s.text_budget));
+    if (s.context != ContextKind::kTruncatedText && s.context != ContextKind::kRetrievedText)
+      bad(n["text_budget"], w + ".text_budget", std::string("applies to the text contexts, not context ") +
+                                                    context_kind_name(s.context));
+  }
+  s.decoder = resolve(s.decoder, root);
+  s.tokenizer = resolve(s.tokenizer, root);
+  return s;
+}
+
 }  // namespace
+
+std::optional<SystemSpec> builtin_system(const std::string& name) {
+  SystemSpec s;
+  s.name = name;
+  if (name == "lloco") s.finetune = true;
+  else if (name == "compressed") {}
+  else if (name == "no_context") s.context = ContextKind::kNone;
+  else if (name == "truncated_text") s.context = ContextKind::kTruncatedText;
+  else if (name == "retrieved_text") s.context = ContextKind::kRetrievedText;
+  else return std::nullopt;
+  return s;
+}
 
 RunConfig parse_run_config(const std::string& path, const std::string& root_dir) {
   const fs::path root(root_dir);
@@ -164,7 +221,8 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
   if (const YAML::Node n = y["finetune"]) {
     const std::string w = "config.finetune";
     only_keys(n, w, {"epochs", "steps", "batch_size", "grad_accum", "lr", "schedule", "warmup_ratio", "weight_decay",
-                     "max_grad_norm", "rank", "alpha", "dropout", "seed", "checkpoint_every"});
+                     "max_grad_norm", "rank", "alpha", "dropout", "seed", "checkpoint_every",
+                     "gradient_checkpointing"});
     read(n, "epochs", w, c.epochs);
     read(n, "steps", w, c.steps);
     read(n, "batch_size", w, c.finetune.batch_size);
@@ -179,6 +237,7 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
     read(n, "dropout", w, c.lora.dropout);
     read(n, "seed", w, c.finetune.seed);
     read(n, "checkpoint_every", w, c.finetune.loop.checkpoint_every);
+    read(n, "gradient_checkpointing", w, c.gradient_checkpointing);
   } else {
     c.finetune.loop.grad_accumulation = 8;  // LLoCO: 4 GPUs x 1 x 2
   }
@@ -205,13 +264,15 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
     c.retriever_model = resolve(c.retriever_model, root);
   }
   if (const YAML::Node n = y["systems"]) {
-    read(y, "systems", "config", c.systems);
-    for (const std::string& s : c.systems)
-      if (std::find(run_systems().begin(), run_systems().end(), s) == run_systems().end())
-        bad(n, "config.systems",
-            "unknown system '" + s + "' (lloco, compressed, no_context, truncated_text, retrieved_text)");
+    if (!n.IsSequence() || n.size() == 0) bad(n, "config.systems", "must be a non-empty list of system names or {name, context, ...}");
+    c.systems.clear();
+    for (size_t i = 0; i < n.size(); ++i) {
+      SystemSpec spec = parse_system(n[i], "config.systems[" + std::to_string(i) + "]", root);
+      if (has_system(c, spec.name)) bad(n[i], "config.systems[" + std::to_string(i) + "]", "'" + spec.name + "' is listed twice");
+      c.systems.push_back(std::move(spec));
+    }
   }
-  const bool want_lloco = std::find(c.systems.begin(), c.systems.end(), "lloco") != c.systems.end();
+  const bool want_lloco = has_system(c, "lloco");
   if (const YAML::Node as = y["adapters"]) {
     if (!as.IsSequence()) bad(as, "config.adapters", "must be a list of {name, train}");
     for (size_t i = 0; i < as.size(); ++i) {
@@ -266,6 +327,9 @@ RunConfig parse_run_config(const std::string& path, const std::string& root_dir)
     }
     if (want_lloco && !trains && d.adapter.empty())
       bad(ds[i], w, "system lloco needs an adapter: give `train` (or `needle_train`) or `adapter`");
+    for (const SystemSpec& s : c.systems)
+      if (s.finetune && !s.builtin && !trains)
+        bad(ds[i], w, "system " + s.name + " is fine-tuned on each dataset's training set: give `train` (or `needle_train`)");
     c.datasets.push_back(std::move(d));
   }
   return c;
@@ -279,8 +343,11 @@ std::vector<std::string> missing_inputs(const RunConfig& c) {
   need(c.encoder, "encoder");
   need(c.decoder, "decoder");
   need(c.tokenizer, "tokenizer");
-  if (std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
-    need(c.retriever_model, "retriever " + c.retriever);
+  if (has_context(c, ContextKind::kRetrievedText)) need(c.retriever_model, "retriever " + c.retriever);
+  for (const SystemSpec& s : c.systems) {
+    need(s.decoder, "system " + s.name + ", decoder");
+    need(s.tokenizer, "system " + s.name + ", tokenizer");
+  }
   for (const NamedAdapter& a : c.adapters)
     for (const TrainSource& t : a.train) need(t.file, "adapter " + a.name + ", train");
   for (const DatasetEntry& d : c.datasets) {
@@ -297,9 +364,19 @@ std::vector<std::string> missing_inputs(const RunConfig& c) {
 std::string describe_plan(const RunConfig& c) {
   std::string out = "run " + c.name + " on " + c.device + (c.dtype.empty() ? "" : " (" + c.dtype + ")") +
                     "\n  encoder " + c.encoder + "\n  decoder " + c.decoder + "\n  systems";
-  for (const std::string& s : c.systems) out += " " + s;
+  for (const SystemSpec& s : c.systems) out += " " + s.name;
   out += "\n";
-  if (std::find(c.systems.begin(), c.systems.end(), "retrieved_text") != c.systems.end())
+  for (const SystemSpec& s : c.systems) {
+    if (s.builtin) continue;
+    out += "  system " + s.name + ": context " + context_kind_name(s.context);
+    if (s.context == ContextKind::kTruncatedText || s.context == ContextKind::kRetrievedText)
+      out += " (" + std::to_string(s.text_budget > 0 ? s.text_budget : c.text_budget) + " tokens)";
+    out += s.finetune ? ", a LoRA fine-tuned on it per dataset" : ", no adapter";
+    out += ", decoder " + (s.decoder.empty() ? c.decoder : s.decoder);
+    if (!s.tokenizer.empty()) out += ", tokenizer " + s.tokenizer;
+    out += "\n";
+  }
+  if (has_context(c, ContextKind::kRetrievedText))
     out += "  retriever " + c.retriever + (c.retriever_model.empty() ? "" : " " + c.retriever_model) + " (top " +
            std::to_string(c.retrieval_top_k) + " of " + std::to_string(c.retrieval_chunk_tokens) + "-token chunks)\n";
   for (const NamedAdapter& a : c.adapters) {
@@ -316,7 +393,7 @@ std::string describe_plan(const RunConfig& c) {
                           : train.empty()   ? "reused: " + named + d.adapter
                                             : "continued from " + d.adapter + ", trained on " + train;
     if (!train.empty() && d.train_examples > 0) adapter += " (" + std::to_string(d.train_examples) + " questions)";
-    out += "    adapter: " + adapter + "\n";
+    if (has_system(c, "lloco")) out += "    adapter: " + adapter + "\n";
     out += "    max_new_tokens " + std::to_string(d.max_new_tokens > 0 ? d.max_new_tokens : c.max_new_tokens) + "\n";
   }
   return out;
