@@ -29,6 +29,7 @@
 #include "compress/store.h"
 #include "core/atomic_file.h"
 #include "eval/readers.h"
+#include "eval/results_plot.h"
 #include "eval/runner.h"
 #include "lora/adapter_training.h"
 #include "lora/peft_io.h"
@@ -67,6 +68,7 @@ the needle). See configs/needle.yaml.
 results.md: each system's score per dataset, then its cost: context positions per question, time to
 first token, decode speed and peak memory (host resident set and CUDA allocator live bytes, both reset
 before each system's predictions; a host peak the kernel could not reset is marked (process)).
+results.svg: per dataset, each system's score against its context positions per question (log).
 )";
 
 struct Row {
@@ -124,6 +126,21 @@ void write_results(const fs::path& run_dir, const apps::RunConfig& c, const std:
   md += "\nPeak memory per system, reset before its predictions and including what was already resident "
         "(weights, the encoder): host = resident set (VmHWM), device = CUDA allocator live bytes (cached free "
         "blocks excluded).\n";
+  // The same table as a picture: score against the positions each system read (results.svg).
+  std::vector<eval::CostPanel> panels;
+  for (const auto& [name, row] : table) {
+    eval::CostPanel panel{name, row.metric, {}};
+    for (const std::string& system : systems) {
+      const auto score = row.score.find(system);
+      const auto cost = row.cost.find(system);
+      if (score == row.score.end() || cost == row.cost.end()) continue;
+      const double n = std::max<double>(1.0, static_cast<double>(cost->second.examples));
+      panel.points.push_back({system, cost->second.context_positions / n, score->second});
+    }
+    panels.push_back(std::move(panel));
+  }
+  md += "\n![score against context positions per question](results.svg)\n";
+  write_file_atomic((run_dir / "results.svg").string(), eval::quality_vs_context_svg(c.name, panels));
   write_file_atomic((run_dir / "results.json").string(), j.dump(2) + "\n");
   write_file_atomic((run_dir / "results.md").string(), md);
 }

@@ -12,6 +12,7 @@
 #include "eval/error.h"
 #include "eval/io.h"
 #include "eval/needle.h"
+#include "eval/svg.h"
 
 namespace lloco::eval {
 namespace {
@@ -29,25 +30,6 @@ int64_t meta_int(const Example& ex, const char* key) {
   throw EvalError("needle_grid: example '" + ex.id + "' meta '" + key + "' is not an integer: '" + it->second + "'");
 }
 
-std::string fmt(const char* spec, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
 
 std::string md_cell(const std::string& s) {
   std::string out;
