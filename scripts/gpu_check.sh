@@ -6,8 +6,9 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]      (default: $OUT, else ./gpu_check_out)
 # Fits one 10-minute call: the PyTorch peers run while the (niced) build compiles, the sanitizer
 # runs beside the tests, and every later step is cut to the time left of GPU_CHECK_BUDGET.
-# Writes to OUT_DIR (7 files): summary.txt, build.log, tests.log (tests and benchmark output),
-# sanitizer.log, attention_compare.md (+ .png with matplotlib), bench_json.tar.gz (every JSON).
+# Writes to OUT_DIR (8 files): summary.txt, build.log, tests.log (tests and benchmark output),
+# sanitizer.log, attention_compare.md (+ .png with matplotlib), lloco_latency.svg, bench_json.tar.gz
+# (every JSON).
 # Exits 2 at once without a GPU; non-zero when a build, a test or the sanitizer fails.
 # Env: GPU_CHECK_ARCHS (default 90a), GPU_CHECK_JOBS (default: all cores), GPU_CHECK_BUDGET (seconds,
 #      default 540), GPU_CHECK_SANITIZER=0 / GPU_CHECK_BENCH=0 / GPU_CHECK_PEERS=0 to skip a part,
@@ -96,7 +97,7 @@ fi
 TESTS=(test_philox test_cuda_kernels test_cuda_fused test_cuda_allocator test_cuda_op_table test_cuda_wgmma_probe
        test_cuda_flash_fwd test_cuda_flash_bwd test_cuda_decode test_cuda_attention_dispatch test_cuda_lora
        test_cuda_llama test_cuda_llama_lora test_cuda_compress test_cuda_bert test_cuda_nccl)
-BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench)
+BENCHES=(cuda_gemm_bench cuda_memory_bench cuda_allocator_bench attention_bench lora_bench llama_bench lloco_latency_bench)
 [[ -n ${GPU_CHECK_BENCHES:-} ]] && read -ra BENCHES <<< "$GPU_CHECK_BENCHES"
 if [[ ${GPU_CHECK_TESTS:-1} == 0 ]]; then
   TESTS=()
@@ -200,7 +201,7 @@ fi
 # ---- benchmarks (alone on the GPU) ---------------------------------------------------------------
 if [[ "${GPU_CHECK_BENCH:-1}" != 0 ]]; then
   declare -A BENCH_CAP=([cuda_gemm_bench]=60 [cuda_memory_bench]=40 [cuda_allocator_bench]=20
-                        [attention_bench]=150 [lora_bench]=40 [llama_bench]=150)
+                        [attention_bench]=150 [lora_bench]=40 [llama_bench]=150 [lloco_latency_bench]=150)
   for b in "${BENCHES[@]}"; do
     bin=$(bin_of bench "$b")
     echo "===== $b" >> "$OUT_DIR/tests.log"
@@ -210,6 +211,8 @@ if [[ "${GPU_CHECK_BENCH:-1}" != 0 ]]; then
     fi
     if [[ $b == llama_bench ]]; then
       args=(--json "$TMP/json/$b.json")
+    elif [[ $b == lloco_latency_bench ]]; then  # LLoCO's latency figure: 7B shape, 4k..128k documents
+      args=(--device cuda --json "$TMP/json/$b.json" --svg "$OUT_DIR/lloco_latency.svg")
     else
       args=(--benchmark_out="$TMP/json/$b.json" --benchmark_out_format=json)
     fi
@@ -336,6 +339,18 @@ if llama:
         print(f"{r['context']:8d} {r['prefill_ms']:11.1f} {r['prefill_tokens_per_s']:8.0f} {r['prefill_TFLOP/s']:8.1f} | "
               f"{r['decode_ms_per_token']:9.2f} {r['floor_weights_ms']:8.2f} {r['floor_weights_kv_ms']:11.2f} "
               f"{r['floor_weights_kv_ms'] / r['decode_ms_per_token']:10.2f}")
+latency = load("lloco_latency_bench")
+if latency:
+    print("\n== LLoCO latency: the document as tokens vs its summary vectors (7B shape, bf16, batch 1; x = baseline / LLoCO)")
+    print(f"{'doc tok':>8s} {'base TTFT':>10s} {'ms/tok':>8s} | {'LLoCO TTFT':>10s} {'ms/tok':>8s} | {'TTFT x':>7s} {'decode x':>8s}")
+    for r in latency["rows"]:
+        b, l = r["baseline"], r["lloco"]
+        if "error" in b or "error" in l:
+            print(f"{r['document_tokens']:8d} failed: {(b.get('error') or l.get('error'))[:90]}"
+                  + (f" | LLoCO {l['ttft_ms']:.1f} ms, {l['decode_ms_per_token']:.2f} ms/tok" if "error" not in l else ""))
+            continue
+        print(f"{r['document_tokens']:8d} {b['ttft_ms']:10.1f} {b['decode_ms_per_token']:8.2f} | {l['ttft_ms']:10.1f} "
+              f"{l['decode_ms_per_token']:8.2f} | {b['ttft_ms'] / l['ttft_ms']:7.2f} {b['decode_ms_per_token'] / l['decode_ms_per_token']:8.2f}")
 if os.path.exists(os.path.join(tmp, "bench_fail")):
     print("\n" + open(os.path.join(tmp, "bench_fail")).read().strip())
 print(f"\n{tot[0]} passed, {tot[1]} failed, {tot[2]} skipped")
