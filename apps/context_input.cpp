@@ -88,8 +88,8 @@ const char* context_kind_name(ContextKind kind) {
   return "?";
 }
 
-ContextBuilder::ContextBuilder(const models::Tokenizer& tok, ContextOptions options, Device device)
-    : tok_(tok), options_(std::move(options)), device_(device) {
+ContextBuilder::ContextBuilder(const models::Tokenizer& tok, ContextOptions options, Device device, bool keep_all)
+    : tok_(tok), options_(std::move(options)), device_(device), keep_all_(keep_all) {
   LLOCO_CHECK(options_.retrieval_chunk_tokens > 0 && options_.retrieval_top_k > 0, "ContextBuilder",
               "retrieval_chunk_tokens and retrieval_top_k must be positive, got ", options_.retrieval_chunk_tokens,
               " and ", options_.retrieval_top_k);
@@ -109,14 +109,16 @@ std::vector<int32_t> ContextBuilder::text_prompt(const eval::Example& ex) const 
 ContextInput ContextBuilder::build(const eval::Example& ex) {
   ContextInput in;
   switch (options_.context) {
-    case ContextKind::kCompressed:
-      if (ex.doc_id != cached_doc_ || !cached_summary_.defined()) {
-        cached_summary_ = compress::load_document_summary(options_.store_dir, manifest_, ex.doc_id).to(device_);
-        cached_doc_ = ex.doc_id;
+    case ContextKind::kCompressed: {
+      auto it = summaries_.find(ex.doc_id);
+      if (it == summaries_.end()) {
+        if (!keep_all_) summaries_.clear();
+        it = summaries_.emplace(ex.doc_id, compress::load_document_summary(options_.store_dir, manifest_, ex.doc_id).to(device_)).first;
       }
-      in.prefix = cached_summary_;
+      in.prefix = it->second;
       in.prompt = tok_.encode(eval::lloco_prompt(ex), false, false);  // no BOS after the vectors, as in LLoCO
       break;
+    }
     case ContextKind::kNone:
       in.prompt = tok_.encode(eval::lloco_prompt(ex), false, false);
       break;
@@ -124,16 +126,17 @@ ContextInput ContextBuilder::build(const eval::Example& ex) {
       in.prompt = text_prompt(ex);
       break;
     case ContextKind::kRetrievedText: {
-      if (ex.doc_id != cached_doc_ || !chunks_) {  // the whole document, uncapped
-        chunks_.emplace(models::encode_long_document(tok_, ex.document_text()), tok_, options_.retrieval_chunk_tokens,
-                        options_.chunk_ranker);
-        cached_doc_ = ex.doc_id;
+      auto it = chunks_.find(ex.doc_id);
+      if (it == chunks_.end()) {  // the whole document, uncapped
+        if (!keep_all_) chunks_.clear();
+        it = chunks_.try_emplace(ex.doc_id, models::encode_long_document(tok_, ex.document_text()), tok_,
+                                 options_.retrieval_chunk_tokens, options_.chunk_ranker).first;
       }
       const size_t prompt_tokens = tok_.encode(eval::lloco_prompt(ex), false, false).size();
       const auto budget = static_cast<size_t>(options_.text_budget);
       eval::Example retrieved = ex;
       retrieved.document = std::make_shared<const std::string>(
-          chunks_->select(ex.question, options_.retrieval_top_k, budget > prompt_tokens ? budget - prompt_tokens : 0));
+          it->second.select(ex.question, options_.retrieval_top_k, budget > prompt_tokens ? budget - prompt_tokens : 0));
       in.prompt = text_prompt(retrieved);
       break;
     }

@@ -4,8 +4,8 @@
 // on the uncompressed, truncated document) sees at test time exactly the input it was trained on.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,11 +74,13 @@ struct ContextInput {
                                 // after the summary vectors (and for kNone, as LLoCO's no-context runs)
 };
 
-// Builds ContextInputs, keeping the last document's summary vectors or retrieval chunks, since the
-// readers keep a document's examples together. `tok` must outlive it.
+// Builds ContextInputs. Predictions keep only the last document's summary vectors or retrieval chunks
+// (the readers keep a document's examples together). With keep_all, every document's are kept, so a
+// training set that returns to a document (QuALITY: one line per article and writer) loads it once
+// and all its examples share one device tensor. `tok` must outlive it.
 class ContextBuilder {
  public:
-  ContextBuilder(const models::Tokenizer& tok, ContextOptions options, Device device);
+  ContextBuilder(const models::Tokenizer& tok, ContextOptions options, Device device, bool keep_all = false);
   ContextInput build(const eval::Example& ex);
   const ContextOptions& options() const { return options_; }
 
@@ -88,10 +90,10 @@ class ContextBuilder {
   const models::Tokenizer& tok_;
   ContextOptions options_;
   Device device_;
-  compress::StoreManifest manifest_;  // kCompressed
-  std::string cached_doc_;
-  Tensor cached_summary_;                // kCompressed: cached_doc_'s [P, D]
-  std::optional<RetrievalChunks> chunks_;  // kRetrievedText: cached_doc_'s
+  bool keep_all_;
+  compress::StoreManifest manifest_;                // kCompressed
+  std::map<std::string, Tensor> summaries_;         // kCompressed: doc id -> [P, D]
+  std::map<std::string, RetrievalChunks> chunks_;   // kRetrievedText: doc id -> its chunks
 };
 
 }  // namespace lloco::apps

@@ -71,7 +71,7 @@ compress::StoreManifest compress_dataset(const compress::AutoCompressor& encoder
 
 std::vector<lora::QaExample> qa_examples(const eval::DatasetFile& data, const models::Tokenizer& tok,
                                          const ContextOptions& context, Device device) {
-  ContextBuilder builder(tok, context, device);  // each document's summary vectors loaded once, shared
+  ContextBuilder builder(tok, context, device, /*keep_all=*/true);  // a document's vectors loaded once, shared
   std::vector<lora::QaExample> out;
   for (const eval::Example& ex : data.examples) {
     ContextInput in = builder.build(ex);

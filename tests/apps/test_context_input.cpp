@@ -1,7 +1,7 @@
 // ContextBuilder and qa_examples on the LLaMA-2 tokenizer: the training pairs of a system fine-tuned on
 // a text context (LLoCO's Table 2) hold exactly the prompt its predictions are generated from, within
 // the budget, and each context keeps what it promises (the whole short document, the answering chunk,
-// the prompt alone without BOS).
+// the prompt alone without BOS). Training pairs that come back to a document share its summary vectors.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -10,8 +10,11 @@
 
 #include "apps/context_input.h"
 #include "apps/pipeline.h"
+#include "compress/autocompressor.h"
+#include "core/ops.h"
 #include "eval/prompts.h"
 #include "models/tokenizer.h"
+#include "tests/compress/tiny_store.h"
 
 namespace lloco::apps {
 namespace {
@@ -128,6 +131,39 @@ TEST(ContextInput, NoContextIsLLoCOsPromptAloneWithoutBos) {
   EXPECT_EQ(in.prompt, tok.encode(eval::lloco_prompt(data.examples[1]), false, false));
   EXPECT_NE(in.prompt.front(), tok.bos_id());
   EXPECT_EQ(decode_prompt(in.prompt).find("routine paperwork"), std::string::npos);
+}
+
+// QuALITY lists an article once per writer, so a training set returns to a document: its examples
+// must share one summary tensor (a 7B run holds them all on the GPU), equal to the stored vectors.
+TEST(ContextInput, TrainingPairsOfAReturningDocumentShareItsSummaryVectors) {
+  namespace ct = compress::testing;
+  const std::string store = ct::fresh("context_input_store").string();
+  compress::compress_corpus(compress::AutoCompressor::load(ct::kAcDir), ct::tiny_corpus(2), store, ct::tiny_options());
+  eval::DatasetFile data;
+  for (const std::string doc : {"doc-0", "doc-1", "doc-0"}) {
+    eval::Example ex;
+    ex.id = doc + "-" + std::to_string(data.examples.size());
+    ex.doc_id = doc;
+    ex.question = "Who spoke first?";
+    ex.answers = {"Ana."};
+    ex.dataset = "qmsum";
+    data.examples.push_back(std::move(ex));
+  }
+  ContextOptions o;
+  o.store_dir = store;
+  const std::vector<lora::QaExample> pairs = qa_examples(data, llama_tokenizer(), o, cpu());
+  ASSERT_EQ(pairs.size(), 3u);
+  EXPECT_EQ(pairs[0].prefix.storage().get(), pairs[2].prefix.storage().get());
+  EXPECT_NE(pairs[0].prefix.storage().get(), pairs[1].prefix.storage().get());
+  const compress::StoreManifest manifest = compress::read_store(store);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const Tensor want = compress::load_document_summary(store, manifest, data.examples[i].doc_id);
+    ASSERT_EQ(pairs[i].prefix.shape(), want.shape());
+    EXPECT_EQ(compare_tensors(pairs[i].prefix, want).max_abs, 0.0) << i;
+    EXPECT_EQ(pairs[i].prompt, llama_tokenizer().encode(eval::lloco_prompt(data.examples[i]), false, false));
+  }
+  ContextBuilder predict_side(llama_tokenizer(), o, cpu());  // keeps one document: same values, reloaded
+  EXPECT_EQ(compare_tensors(predict_side.build(data.examples[2]).prefix, pairs[2].prefix).max_abs, 0.0);
 }
 
 TEST(ContextInput, KindsParseByNameAndRejectOthersNamingTheOption) {
