@@ -14,27 +14,18 @@
 #include "core/ops.h"
 #include "eval/prompts.h"
 #include "models/tokenizer.h"
+#include "tests/apps/meeting_fixture.h"
 #include "tests/compress/tiny_store.h"
 
 namespace lloco::apps {
 namespace {
 
-const models::SentencePieceTokenizer& llama_tokenizer() {
-  static const models::SentencePieceTokenizer tok(LLOCO_SHARED_DATA_DIR "/models/llama2-tokenizer/tokenizer.model");
-  return tok;
-}
+using testing::llama_tokenizer;
 
 constexpr size_t kBudget = 160;
 const std::string kAnswerSentence = "Marcus said the zeppelin budget was approved at nine million dollars.";
 
-std::string long_meeting() {
-  std::string doc;
-  for (int i = 0; i < 20; ++i) {
-    doc += "Item " + std::to_string(i) + ": the group reviewed routine paperwork and moved on to other matters. ";
-    if (i == 15) doc += kAnswerSentence + " ";
-  }
-  return doc;
-}
+std::string long_meeting() { return testing::routine_meeting(20, {{15, kAnswerSentence}}); }
 
 // Two meetings (one far over the budget, one short) with two questions each, as a reader returns them.
 eval::DatasetFile meetings() {

@@ -11,29 +11,19 @@
 
 #include "apps/pipeline.h"
 #include "models/tokenizer.h"
+#include "tests/apps/meeting_fixture.h"
 
 namespace lloco::apps {
 namespace {
 
-const models::SentencePieceTokenizer& llama_tokenizer() {
-  static const models::SentencePieceTokenizer tok(LLOCO_SHARED_DATA_DIR "/models/llama2-tokenizer/tokenizer.model");
-  return tok;
-}
+using testing::llama_tokenizer;
 
 constexpr int64_t kChunk = 32;
 const std::string kWeakNeedle = "The zeppelin hangar needs new doors.";  // shares one rare term with the question
 const std::string kAnswer = "Marcus said the zeppelin budget was approved at nine million dollars.";
 const std::string kQuestion = "What did Marcus say about the zeppelin budget?";
 
-std::string meeting() {
-  std::string doc;
-  for (int i = 0; i < 14; ++i) {
-    doc += "Item " + std::to_string(i) + ": the group reviewed routine paperwork and moved on to other matters. ";
-    if (i == 2) doc += kWeakNeedle + " ";
-    if (i == 10) doc += kAnswer + " ";
-  }
-  return doc;
-}
+std::string meeting() { return testing::routine_meeting(14, {{2, kWeakNeedle}, {10, kAnswer}}); }
 
 size_t count_tokens(const std::string& text) { return llama_tokenizer().encode(text, false, false).size(); }
 
